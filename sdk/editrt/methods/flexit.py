@@ -1,0 +1,341 @@
+"""FlexIT: edit an image by optimising its VQGAN latent towards a CLIP target point.
+
+Algorithm as the reference code runs it (REFERENCES.md §1.3), per image b of a batch:
+
+    P_n   = target_coef*E_T + image_coef*E_I0 - source_coef*E_S     (per CLIP net n, not renormalised)
+    clip  = -mean_n( mean_k normalise(E_n(aug_k(x))) . P_n )          (x = soft_clamp(decode(z)))
+    lpips = LPIPS(x, I0) at image size
+    lat   = ||z - z0||_{2,1} / ||z0||_{2,1}
+    loss  = clip + lpips_weight*lpips + latent_weight*lat
+    z    <- z - lr * ||z0||_F * g / ||g||_2                          (plain SGD, global grad norm)
+
+Deliberate deviations, each documented in FlexITConfig:
+- the l2,1 term has a zero-safe gradient at z = z0 instead of the reference's 1e-6 noise
+  (``reference_noise=True`` restores the noise, seeded);
+- ``steps`` counts updates: the output is the decode after ``steps`` updates (the reference
+  runs ``max_iter + 1`` forward passes and keeps the decode *before* the last update, the same
+  image, so no work is wasted here);
+- frozen network weights, the input's CLIP/LPIPS features computed once, and all views of a
+  net in one batch (``gpu_augment`` additionally fuses them into one affine warp).
+A batch of images is optimised jointly but independently: every loss and gradient norm is per
+image, so a batch gives the same result as separate calls (up to the random views drawn).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from .. import imageio
+from ..config import FlexITConfig
+from ..errors import InputError, NumericalError
+from ..models.clip import ClipEnsemble, load_ensemble
+from ..models.lpips import PerceptualDistance, load_lpips
+from ..models.vqgan import VQGAN, load_vqgan
+from . import augment
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class Targets:
+    """Everything a step needs that does not change during the edit (computed once)."""
+
+    image0: torch.Tensor  # [B, 3, S, S] input in [0, 1]
+    z0: torch.Tensor  # [B, C, h, w] initial latent
+    z0_l21: torch.Tensor  # [B] ||z0||_{2,1}
+    z0_norm: torch.Tensor  # [B] ||z0||_F (step length unit)
+    points: list[torch.Tensor]  # per net [B, D] target point P
+    text_source: list[torch.Tensor]  # per net [B, D] normalised E_S
+    text_target: list[torch.Tensor]  # per net [B, D] normalised E_T
+    lpips_target: list[torch.Tensor]  # normalised LPIPS features of image0
+
+
+@dataclasses.dataclass
+class FlexITState:
+    """The optimisation state. ``step`` returns a new state; the metrics describe ``z`` of the
+    *input* state (losses at z, the image decoded from z), ``z`` is the updated latent."""
+
+    targets: Targets
+    z: torch.Tensor  # [B, C, h, w] current latent (detached)
+    step: int = 0  # number of updates applied to z
+    generator: torch.Generator | None = None
+    image: torch.Tensor | None = None  # decode of the latent the metrics refer to
+    grad: torch.Tensor | None = None  # normalised gradient used for the update
+    metrics: dict[str, torch.Tensor] = dataclasses.field(default_factory=dict)  # name -> [B]
+
+
+@dataclasses.dataclass
+class EditResult:
+    """Output of :meth:`FlexIT.edit`.
+
+    ``images``: [B, 3, S, S] in [0, 1] after ``steps`` updates; ``history``: one dict per step
+    with per-image lists (loss, clip, lpips, latent, sim_source, sim_target); ``snapshots``:
+    step -> [B, 3, S, S]; ``step_seconds``: wall time per step.
+    """
+
+    images: torch.Tensor
+    history: list[dict[str, list[float]]]
+    snapshots: dict[int, torch.Tensor]
+    config: FlexITConfig
+    step_seconds: list[float]
+    sources: list[str]
+    targets: list[str]
+
+    @property
+    def image(self) -> Image.Image:
+        """The first output as a PIL image (truncating uint8 conversion, as the reference)."""
+        return imageio.tensor_to_pil(self.images[0])
+
+    def pil(self) -> list[Image.Image]:
+        return [imageio.tensor_to_pil(x) for x in self.images]
+
+    def save(self, path: str | Path, index: int = 0) -> Path:
+        return imageio.save_image(self.images[index], path)
+
+    def report(self) -> dict[str, Any]:
+        """JSON-serialisable summary: config, first/last losses, time per step."""
+        first, last = (self.history[0], self.history[-1]) if self.history else ({}, {})
+        times = self.step_seconds
+        return {
+            "method": "flexit", "steps": len(self.history), "config": self.config.to_dict(),
+            "sources": self.sources, "targets": self.targets,
+            "first": first, "last": last,
+            "seconds_per_step_median": sorted(times)[len(times) // 2] if times else None,
+            "seconds_total": sum(times),
+        }
+
+
+class FlexIT:
+    """FlexIT editor.
+
+    Args:
+        config: a :class:`FlexITConfig` (default: the paper's settings).
+        device: torch device for every network and the latent.
+        weights: a folder laid out like the ``EDITRT_HOME`` store, or a mapping from checkpoint
+            key (``"clip/ViT-B-32"``, ``"vqgan/vqgan_imagenet_f16_1024"``, ``"lpips/vgg"``) to file.
+        random_init: seeded random weights for every network (smoke tests; no meaningful edit).
+        download: allow downloading missing checkpoints from their public source.
+        allow_pickle: allow checkpoints that need full unpickling (trusted files only).
+    """
+
+    def __init__(self, config: FlexITConfig | None = None, *, device: str | torch.device = "cpu",
+                 weights=None, random_init: bool = False, seed: int = 0, download: bool = False,
+                 allow_pickle: bool = False, models: Mapping[str, Any] | None = None,
+                 backend: str = "torch"):
+        self.config = config or FlexITConfig()
+        self.device = torch.device(device)
+        if backend not in ("torch", "onnxruntime", "tensorrt"):
+            raise InputError(f"unknown backend {backend!r}; use torch, onnxruntime or tensorrt")
+        self.backend = backend
+        kw = dict(weights=weights, random_init=random_init, seed=seed, device=self.device, download=download)
+        models = dict(models or {})
+        self.clip: ClipEnsemble = models.get("clip") or load_ensemble(self.config.clip_models, allow_pickle=allow_pickle, **kw)
+        self.vqgan: VQGAN = models.get("vqgan") or load_vqgan(self.config.vqgan, allow_pickle=allow_pickle, **kw)
+        self.lpips: PerceptualDistance = models.get("lpips") or load_lpips(self.config.lpips_net, **kw)
+        for m in (self.clip, self.vqgan, self.lpips):
+            m.eval().requires_grad_(False).to(self.device)
+        self._setup_speed()
+
+    # -- speed switches --------------------------------------------------------------------------
+    def _setup_speed(self) -> None:
+        cfg, cuda = self.config, self.device.type == "cuda"
+        amp = {"auto": "bf16" if cuda else "off"}.get(cfg.autocast, cfg.autocast)
+        self._amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
+        if cfg.channels_last == "on" or (cfg.channels_last == "auto" and cuda):
+            for m in (self.clip, self.vqgan, self.lpips):
+                m.to(memory_format=torch.channels_last)
+        self._loss_fn = self._losses
+        if cfg.compile != "off":
+            mode = "reduce-overhead" if cfg.compile == "cuda_graph" else "default"
+            self._loss_fn = torch.compile(self._losses, mode=mode, dynamic=False)
+
+    def _autocast(self):
+        if self._amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self._amp_dtype)
+
+    # -- preparation -----------------------------------------------------------------------------
+    def load_images(self, images) -> torch.Tensor:
+        """Inputs -> [B, 3, S, S] in [0, 1]: Resize(S) + CenterCrop(S) as the reference."""
+        from torchvision.transforms.v2 import functional as TF
+
+        if isinstance(images, torch.Tensor) and images.ndim == 4:
+            images = list(images)
+        if not isinstance(images, (list, tuple)):
+            images = [images]
+        if not images:
+            raise InputError("no image given")
+        s = self.config.image_size
+        out = []
+        for k, img in enumerate(images):
+            x = imageio.as_image_tensor(img, what=f"image {k}")
+            x = TF.center_crop(TF.resize(x, s, antialias=True), [s, s]).clamp(0, 1)
+            out.append(x)
+        return torch.stack(out).to(self.device)
+
+    @torch.no_grad()
+    def prepare(self, images, source: str | Sequence[str], target: str | Sequence[str], *,
+                seed: int = 0) -> FlexITState:
+        """Encode the inputs and texts once; return the state at step 0 (z = z0)."""
+        cfg = self.config
+        image0 = self.load_images(images)
+        b = image0.shape[0]
+        sources = _broadcast_texts(source, b, "source")
+        targets = _broadcast_texts(target, b, "target")
+        z0 = self.vqgan.encode(image0).float()
+        _check_finite(z0, "the input's VQGAN latent")
+        e_s = self.clip.embed_text(sources)
+        e_t = self.clip.embed_text(targets)
+        e_i = self.clip.embed_image(image0)
+        points = [cfg.target_coef * t + cfg.image_coef * i - cfg.source_coef * s for s, t, i in zip(e_s, e_t, e_i)]
+        from .. import ops
+
+        tg = Targets(
+            image0=image0, z0=z0,
+            z0_l21=ops.l21_norm(z0, torch.zeros_like(z0)).float(),
+            z0_norm=z0.flatten(1).norm(dim=1),
+            points=points, text_source=e_s, text_target=e_t,
+            lpips_target=self.lpips.prepare_target(image0))
+        gen = torch.Generator().manual_seed(seed)
+        return FlexITState(targets=tg, z=z0.clone(), step=0, generator=gen)
+
+    # -- one step --------------------------------------------------------------------------------
+    def _views(self, image: torch.Tensor, size: int, gen: torch.Generator) -> torch.Tensor:
+        cfg = self.config
+        fn = augment.batched_views if cfg.gpu_augment else augment.reference_views
+        return fn(image, cfg.n_augment, size, degrees=cfg.rotation_degrees, scale=cfg.crop_scale,
+                  ratio=cfg.crop_ratio, hflip=cfg.hflip, generator=gen)
+
+    def _losses(self, z: torch.Tensor, tg: Targets, views_gen: torch.Generator,
+                noise: torch.Tensor | None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        from .. import ops
+
+        cfg = self.config
+        b = z.shape[0]
+        zn = z if noise is None else z + noise
+        latent = ops.l21_norm(zn, tg.z0).float() / tg.z0_l21
+        with self._autocast():
+            image = self.vqgan.decode_clamped(z)
+            lp = self.lpips.distance(image, tg.lpips_target).float()
+            clip_terms, sim_s, sim_t = [], [], []
+            for net, point, es, et in zip(self.clip, tg.points, tg.text_source, tg.text_target):
+                views = net.normalize(self._views(image, net.image_size, views_gen))
+                emb = F.normalize(net.encode_image(views).float(), dim=-1)
+                pred = emb.view(b, cfg.n_augment, -1).mean(1)  # mean of normalised views, not renormalised
+                clip_terms.append((pred * point).sum(-1))
+                sim_s.append((pred * es).sum(-1))
+                sim_t.append((pred * et).sum(-1))
+        clip = -torch.stack(clip_terms).mean(0)
+        loss = clip + cfg.lpips_weight * lp + cfg.latent_weight * latent
+        metrics = {"loss": loss, "clip": clip, "lpips": lp, "latent": latent,
+                   "sim_source": torch.stack(sim_s).mean(0), "sim_target": torch.stack(sim_t).mean(0)}
+        return loss, {**metrics, "image": image}
+
+    def step(self, state: FlexITState) -> FlexITState:
+        """One FlexIT step: losses at ``state.z``, normalised gradient, and the next latent."""
+        cfg, tg = self.config, state.targets
+        gen = state.generator or torch.Generator().manual_seed(0)
+        z = state.z.detach().requires_grad_(True)
+        noise = None
+        if cfg.reference_noise:
+            noise = (1e-6 * torch.randn(z.shape, generator=gen)).to(z.device)
+        loss, out = self._loss_fn(z, tg, gen, noise)
+        for name in ("clip", "lpips", "latent"):
+            _check_finite(out[name], f"the {name} loss at step {state.step}")
+        (grad,) = torch.autograd.grad(loss.sum(), z)
+        _check_finite(grad, f"the gradient at step {state.step}")
+        if cfg.normalize_gradient:
+            norm = grad.flatten(1).norm(dim=1).clamp_min(1e-30).view(-1, 1, 1, 1)
+            grad = grad / norm
+        z_next = z.detach() - cfg.lr * tg.z0_norm.view(-1, 1, 1, 1) * grad
+        metrics = {k: v.detach() for k, v in out.items() if k != "image"}
+        return FlexITState(targets=tg, z=z_next, step=state.step + 1, generator=gen,
+                           image=out["image"].detach().float(), grad=grad, metrics=metrics)
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.vqgan.decode_clamped(z).float().clamp(0, 1)
+
+    # -- whole edit ------------------------------------------------------------------------------
+    def edit(self, image, source: str | Sequence[str], target: str | Sequence[str], *,
+             steps: int | None = None, seed: int = 0, snapshots: Sequence[int] | None = None,
+             callback: Callable[[FlexITState], bool | None] | None = None,
+             progress: bool = False) -> EditResult:
+        """Edit one image (path, PIL, array, tensor) or a list of them.
+
+        ``source``/``target`` are one text each, or one per image. ``callback(state)`` runs after
+        every step; returning True stops early. The result holds the decode after the last
+        update, the per-step history and the decodes at ``snapshots`` steps.
+        """
+        steps = self.config.steps if steps is None else int(steps)
+        if steps < 0:
+            raise InputError(f"steps must be >= 0, got {steps}")
+        snap_steps = set(self.config.snapshot_steps if snapshots is None else snapshots)
+        state = self.prepare(image, source, target, seed=seed)
+        sources = _broadcast_texts(source, state.z.shape[0], "source")
+        targets = _broadcast_texts(target, state.z.shape[0], "target")
+        history, snaps, times = [], {}, []
+        if 0 in snap_steps:
+            snaps[0] = self.decode(state.z).cpu()
+        bar = _progress(steps, progress)
+        for _ in range(steps):
+            t0 = time.perf_counter()
+            state = self.step(state)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            times.append(time.perf_counter() - t0)
+            history.append({k: v.float().cpu().tolist() for k, v in state.metrics.items()})
+            if state.step - 1 in snap_steps and state.step - 1 not in snaps:
+                snaps[state.step - 1] = state.image.cpu()
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{history[-1]['loss'][0]:.4f}")
+            if callback is not None and callback(state):
+                break
+        if bar is not None:
+            bar.close()
+        final = self.decode(state.z)
+        _check_finite(final, "the output image")
+        if state.step in snap_steps:
+            snaps[state.step] = final.cpu()
+        return EditResult(images=final.cpu(), history=history, snapshots=dict(sorted(snaps.items())),
+                          config=self.config, step_seconds=times, sources=sources, targets=targets)
+
+
+def _broadcast_texts(texts: str | Sequence[str], n: int, what: str) -> list[str]:
+    if isinstance(texts, str):
+        texts = [texts] * n
+    texts = list(texts)
+    if len(texts) == 1 and n > 1:
+        texts = texts * n
+    if len(texts) != n:
+        raise InputError(f"{len(texts)} {what} texts for {n} images: give one, or one per image")
+    for t in texts:
+        if not isinstance(t, str) or not t.strip():
+            raise InputError(f"empty {what} prompt: describe the {what} image content")
+    return texts
+
+
+def _check_finite(x: torch.Tensor, what: str) -> None:
+    if not torch.isfinite(x).all():
+        raise NumericalError(f"non-finite values in {what}; try a lower lr, autocast='off', or check the weights")
+
+
+def _progress(total: int, enabled: bool):
+    if not enabled or total == 0:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="flexit", unit="step", leave=False)
+
+
+__all__ = ["FlexIT", "FlexITConfig", "FlexITState", "Targets", "EditResult"]
