@@ -10,6 +10,7 @@ kernel when built), with the target image's normalised features computed once.
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 import torch
@@ -62,7 +63,9 @@ class PerceptualDistance(nn.Module):
             raise InputError(f"unsupported LPIPS network {net!r}; use 'vgg' or 'alex'")
         self.net_name = net
         # pretrained=True loads the shipped linear heads; pnet_rand=True avoids the trunk download
-        self.lp = lpips.LPIPS(net=net, pretrained=True, pnet_rand=True, verbose=False)
+        with warnings.catch_warnings():  # lpips still passes torchvision's deprecated `pretrained=`
+            warnings.simplefilter("ignore", UserWarning)
+            self.lp = lpips.LPIPS(net=net, pretrained=True, pnet_rand=True, verbose=False)
 
     def features(self, x01: torch.Tensor) -> list[torch.Tensor]:
         return list(self.lp.net(self.lp.scaling_layer(2 * x01 - 1)))
@@ -95,8 +98,8 @@ def load_lpips(net: str = "vgg", *, weights: W.WeightsArg = None, path: str | Pa
         ckpt = W.resolve(f"lpips/{net}", path=path, weights=weights, download=download)
         sd = W.load_checkpoint(ckpt)
         mapped = trunk_state_dict_to_lpips(sd, net)
-        lin = {k: v for k, v in model.lp.state_dict().items() if k.startswith("lin")}
-        W.load_into(model.lp, {**mapped, **lin}, what=f"LPIPS-{net} trunk ({ckpt})")
+        own = {k: v for k, v in model.lp.state_dict().items() if not k.startswith("net.")}  # heads, scaling
+        W.load_into(model.lp, {**mapped, **own}, what=f"LPIPS-{net} trunk ({ckpt})")
         log.info("loaded LPIPS-%s trunk from %s", net, ckpt)
     return model.eval().requires_grad_(False).to(device)
 

@@ -144,7 +144,10 @@ def load_vqgan(name: str = "vqgan_imagenet_f16_1024", *, weights: W.WeightsArg =
         if yaml_path.exists():
             params = read_model_yaml(yaml_path)
     with W.seeded(seed):
-        model = VQGAN(**params)
+        try:
+            model = VQGAN(**params)
+        except (TypeError, ValueError, KeyError) as exc:
+            raise WeightsError(f"VQGAN config for {name} cannot be built ({exc}); check model.yaml") from None
     if ckpt is not None:
         state = W.load_checkpoint(ckpt, allow_pickle=allow_pickle)
         sd = state.get("state_dict", state) if isinstance(state, dict) else None
