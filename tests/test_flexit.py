@@ -204,3 +204,21 @@ def test_both_view_paths_have_the_same_contract():
     # view k of image b sits at b * n + k: views of image 0 resemble image 0 more than image 1
     d_same = (a[:3] - x[0:1, :, 8:72, 8:72]).abs().mean()
     assert torch.isfinite(d_same)
+
+
+# -- speed switches keep results within tolerance of the plain fp32 loop --------------------------
+
+# (max |pixel diff|, mean |pixel diff|) after 2 steps: fp32 reorderings amplify to ~2e-4;
+# bf16 autocast on random tiny nets moves pixels by ~1e-2 on average.
+@pytest.mark.parametrize("change,tol", [({"use_kernels": False}, (2e-3, 1e-4)),
+                                        ({"autocast": "bf16"}, (0.3, 0.02)),
+                                        ({"channels_last": "on"}, (2e-3, 1e-4))])
+def test_speed_switches_stay_close_to_plain_loop(tiny_models, change, tol):
+    base = FlexITConfig.preset("tiny").replace(**FIXED_VIEWS, autocast="off", channels_last="off")
+    ref = FlexIT(base, models=tiny_models).edit(_img(20), "red", "blue", steps=2)
+    got = FlexIT(base.replace(**change), models=tiny_models).edit(_img(20), "red", "blue", steps=2)
+    for m in tiny_models.values():  # channels_last is applied in place to the shared models
+        m.to(memory_format=torch.contiguous_format)
+    diff = (got.images - ref.images).abs()
+    assert diff.max() < tol[0] and diff.mean() < tol[1]
+    assert got.history[-1]["loss"][0] == pytest.approx(ref.history[-1]["loss"][0], abs=10 * tol[1])

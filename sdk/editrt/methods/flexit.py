@@ -248,10 +248,13 @@ class FlexIT:
         noise = None
         if cfg.reference_noise:
             noise = (1e-6 * torch.randn(z.shape, generator=gen)).to(z.device)
-        loss, out = self._loss_fn(z, tg, gen, noise)
+        from .. import ops
+
+        with ops.use_kernels(cfg.use_kernels):
+            loss, out = self._loss_fn(z, tg, gen, noise)
+            (grad,) = torch.autograd.grad(loss.sum(), z)
         for name in ("clip", "lpips", "latent"):
             _check_finite(out[name], f"the {name} loss at step {state.step}")
-        (grad,) = torch.autograd.grad(loss.sum(), z)
         _check_finite(grad, f"the gradient at step {state.step}")
         if cfg.normalize_gradient:
             norm = grad.flatten(1).norm(dim=1).clamp_min(1e-30).view(-1, 1, 1, 1)
