@@ -95,17 +95,34 @@ def affine_matrices(p: AugmentParams, height: int, width: int) -> torch.Tensor:
     return theta
 
 
+def warp(images: torch.Tensor, theta: torch.Tensor, out_size: int) -> torch.Tensor:
+    """Apply ``theta`` [B * n, 2, 3] to ``images`` [B, 3, H, W] -> [B * n, 3, out, out].
+
+    Pure tensor ops with fixed shapes (traceable by torch.compile and CUDA graphs)."""
+    n_views = theta.shape[0] // images.shape[0]
+    theta = theta.to(device=images.device, dtype=images.dtype)
+    grid = F.affine_grid(theta, [theta.shape[0], images.shape[1], out_size, out_size], align_corners=False)
+    src = images.repeat_interleave(n_views, dim=0)
+    return F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def sample_thetas(batch: int, n_views: int, height: int, width: int, *, degrees: float,
+                  scale: tuple[float, float], ratio: tuple[float, float], hflip: bool,
+                  generator: torch.Generator) -> torch.Tensor:
+    """Random warp matrices [batch * n_views, 2, 3] (float64, CPU) for :func:`warp`."""
+    params = sample_params(batch * n_views, height, width, degrees=degrees, scale=scale, ratio=ratio,
+                           hflip=hflip, generator=generator)
+    return affine_matrices(params, height, width)
+
+
 def batched_views(images: torch.Tensor, n_views: int, out_size: int, *, degrees: float,
                   scale: tuple[float, float], ratio: tuple[float, float], hflip: bool,
                   generator: torch.Generator) -> torch.Tensor:
     """[B, 3, H, W] -> [B * n_views, 3, out, out] (view k of image b at index b * n_views + k)."""
-    b, c, hgt, wid = images.shape
-    params = sample_params(b * n_views, hgt, wid, degrees=degrees, scale=scale, ratio=ratio,
-                           hflip=hflip, generator=generator)
-    theta = affine_matrices(params, hgt, wid).to(device=images.device, dtype=images.dtype)
-    grid = F.affine_grid(theta, [b * n_views, c, out_size, out_size], align_corners=False)
-    src = images.repeat_interleave(n_views, dim=0)
-    return F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    b, _, hgt, wid = images.shape
+    theta = sample_thetas(b, n_views, hgt, wid, degrees=degrees, scale=scale, ratio=ratio,
+                          hflip=hflip, generator=generator)
+    return warp(images, theta, out_size)
 
 
 def reference_views(images: torch.Tensor, n_views: int, out_size: int, *, degrees: float,
@@ -127,4 +144,5 @@ def reference_views(images: torch.Tensor, n_views: int, out_size: int, *, degree
     return torch.stack(views)
 
 
-__all__ = ["AugmentParams", "sample_params", "affine_matrices", "batched_views", "reference_views"]
+__all__ = ["AugmentParams", "sample_params", "affine_matrices", "sample_thetas", "warp", "batched_views",
+           "reference_views"]

@@ -209,13 +209,25 @@ class FlexIT:
         return FlexITState(targets=tg, z=z0.clone(), step=0, generator=gen)
 
     # -- one step --------------------------------------------------------------------------------
-    def _views(self, image: torch.Tensor, size: int, gen: torch.Generator) -> torch.Tensor:
-        cfg = self.config
-        fn = augment.batched_views if cfg.gpu_augment else augment.reference_views
-        return fn(image, cfg.n_augment, size, degrees=cfg.rotation_degrees, scale=cfg.crop_scale,
-                  ratio=cfg.crop_ratio, hflip=cfg.hflip, generator=gen)
+    def _view_inputs(self, batch: int, gen: torch.Generator) -> list:
+        """Per CLIP net: warp matrices for the batched path (sampled here, outside any compiled
+        region), or a seed for the reference path's torchvision transforms."""
+        cfg, s = self.config, self.config.image_size
+        if cfg.gpu_augment:
+            return [augment.sample_thetas(batch, cfg.n_augment, s, s, degrees=cfg.rotation_degrees,
+                                          scale=cfg.crop_scale, ratio=cfg.crop_ratio, hflip=cfg.hflip,
+                                          generator=gen).to(self.device) for _ in self.clip]
+        return [int(torch.randint(0, 2**62, (1,), generator=gen)) for _ in self.clip]
 
-    def _losses(self, z: torch.Tensor, tg: Targets, views_gen: torch.Generator,
+    def _views(self, image: torch.Tensor, size: int, view_input) -> torch.Tensor:
+        cfg = self.config
+        if cfg.gpu_augment:
+            return augment.warp(image, view_input, size)
+        return augment.reference_views(image, cfg.n_augment, size, degrees=cfg.rotation_degrees,
+                                       scale=cfg.crop_scale, ratio=cfg.crop_ratio, hflip=cfg.hflip,
+                                       generator=torch.Generator().manual_seed(view_input))
+
+    def _losses(self, z: torch.Tensor, tg: Targets, view_inputs: list,
                 noise: torch.Tensor | None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         from .. import ops
 
@@ -227,8 +239,9 @@ class FlexIT:
             image = self.vqgan.decode_clamped(z)
             lp = self.lpips.distance(image, tg.lpips_target).float()
             clip_terms, sim_s, sim_t = [], [], []
-            for net, point, es, et in zip(self.clip, tg.points, tg.text_source, tg.text_target):
-                views = net.normalize(self._views(image, net.image_size, views_gen))
+            for net, point, es, et, vin in zip(self.clip, tg.points, tg.text_source, tg.text_target,
+                                               view_inputs):
+                views = net.normalize(self._views(image, net.image_size, vin))
                 emb = F.normalize(net.encode_image(views).float(), dim=-1)
                 pred = emb.view(b, cfg.n_augment, -1).mean(1)  # mean of normalised views, not renormalised
                 clip_terms.append((pred * point).sum(-1))
@@ -251,7 +264,7 @@ class FlexIT:
         from .. import ops
 
         with ops.use_kernels(cfg.use_kernels):
-            loss, out = self._loss_fn(z, tg, gen, noise)
+            loss, out = self._loss_fn(z, tg, self._view_inputs(z.shape[0], gen), noise)
             (grad,) = torch.autograd.grad(loss.sum(), z)
         for name in ("clip", "lpips", "latent"):
             _check_finite(out[name], f"the {name} loss at step {state.step}")

@@ -1,0 +1,261 @@
+"""``editrt style-edit``, ``editrt relevance`` and ``editrt corpus build`` (StyleGAN2 direction edits).
+
+The lead's ``cli.py`` calls :func:`add_subcommands` and maps editrt errors to exit codes.
+With ``--random-weights`` every network is the seeded random ``tiny`` variant (offline, seconds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from .errors import InputError
+
+log = logging.getLogger(__name__)
+
+METHODS = ("global", "feu", "deltaedit")
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or comma-separated numbers, got {text!r}") from None
+
+
+def _beta(text: str):
+    if text == "auto":
+        return "auto"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"beta must be a number or 'auto', got {text!r}") from None
+
+
+def _weights_args(p: argparse.ArgumentParser) -> None:
+    from .cli import _add_weights_args
+
+    _add_weights_args(p)
+
+
+def _network_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--generator", help="StyleGAN2 config name (default: ffhq-1024; tiny with --random-weights)")
+    p.add_argument("--clip", help="CLIP model (default: ViT-B-32; tiny with --random-weights)")
+
+
+def add_subcommands(sub) -> None:
+    p = sub.add_parser("style-edit", help="StyleGAN2 edit from text: StyleCLIP global direction, FEU or DeltaEdit")
+    p.add_argument("--method", choices=METHODS, default="global")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--image", type=Path, help="aligned face photo (inverted with e4e)")
+    src.add_argument("--seed", type=int, help="edit the generator sample of this seed (psi 0.7)")
+    p.add_argument("--target", required=True, help="text of the wanted result ('smiling face')")
+    p.add_argument("--neutral", help="text of the unedited image (global/deltaedit; default 'face')")
+    p.add_argument("--alpha", type=_floats, help="strength(s), comma-separated (global/feu: alpha; deltaedit: "
+                   "multiplier of the predicted delta)")
+    p.add_argument("--beta", type=_beta, help="disentanglement threshold or 'auto' (global/feu)")
+    p.add_argument("--threshold", type=float, help="DeltaEdit channel-mask threshold (default 0.03)")
+    p.add_argument("--k", type=int, help="FEU: positives/negatives retrieved (default 100)")
+    p.add_argument("--corpus", type=Path, help="FEU corpus index (editrt corpus build)")
+    p.add_argument("--fs3", type=Path, help="relevance matrix (.npy 6048x512 or editrt .safetensors)")
+    p.add_argument("--stats", type=Path, help="channel statistics file (default: computed once, cached)")
+    _network_args(p)
+    p.add_argument("-o", "--output", required=True, type=Path, help="output grid image: source, then each strength")
+    _weights_args(p)
+    p.set_defaults(func=cmd_style_edit)
+
+    p = sub.add_parser("relevance", help="compute the StyleCLIP relevance matrix fs3 of a generator (resumable)")
+    _network_args(p)
+    p.add_argument("-o", "--output", type=Path,
+                   help="output .safetensors (also the resume checkpoint) or .npy; default: the EDITRT_HOME store")
+    p.add_argument("--images", type=int, help="images per channel (default 100; 1 with --random-weights)")
+    p.add_argument("--stats-samples", type=int, help="samples of the channel statistics (default 100000)")
+    p.add_argument("--batch-size", type=int, help="images per synthesis call")
+    p.add_argument("--no-progress", action="store_true")
+    _weights_args(p)
+    p.set_defaults(func=cmd_relevance)
+
+    p = sub.add_parser("corpus", help="FEU corpus indexes")
+    csub = p.add_subparsers(dest="corpus_command", required=True, metavar="ACTION")
+    b = csub.add_parser("build", help="CLIP-embed an image folder or generator samples into an index")
+    srcs = b.add_mutually_exclusive_group(required=True)
+    srcs.add_argument("--folder", type=Path, help="folder of images (recursive)")
+    srcs.add_argument("--samples", type=int, help="number of generator samples (keeps their S codes)")
+    b.add_argument("--seed", type=int, default=0, help="seed of the generator samples")
+    _network_args(b)
+    b.add_argument("-o", "--output", required=True, type=Path, help="index file (.safetensors)")
+    b.add_argument("--no-progress", action="store_true")
+    _weights_args(b)
+    b.set_defaults(func=cmd_corpus_build)
+
+
+def _names(args) -> tuple[str | None, str | None]:
+    gen = args.generator or ("tiny" if args.random_weights else None)
+    clip = args.clip or ("tiny" if args.random_weights else None)
+    return gen, clip
+
+
+def _warn_random(args) -> None:
+    if args.random_weights:
+        from .cli import RANDOM_WEIGHTS_WARNING
+
+        print(RANDOM_WEIGHTS_WARNING, file=sys.stderr)
+
+
+def _common_kwargs(args) -> dict:
+    return dict(weights=args.weights_dir, random_init=args.random_weights, device=args.device,
+                download=args.download, allow_pickle=args.allow_pickle)
+
+
+def _method_config(args):
+    from .config import DeltaEditConfig, FEUConfig, GlobalDirectionConfig
+
+    cls = {"global": GlobalDirectionConfig, "feu": FEUConfig, "deltaedit": DeltaEditConfig}[args.method]
+    cfg = cls.preset("tiny") if args.random_weights else cls()
+    gen, clip = _names(args)
+    changes = {k: v for k, v in (("generator", gen), ("clip_model", clip)) if v is not None}
+    if args.method == "deltaedit" and gen is not None:
+        changes["mapper"] = "tiny" if gen == "tiny" else "ffhq"
+    return cfg.replace(**changes)
+
+
+def cmd_style_edit(args) -> int:
+    from . import imageio
+
+    out = imageio.check_output_path(args.output, inputs=(args.image,) if args.image else ())
+    if args.image is not None:
+        imageio.load_image(args.image)  # validate before loading any network
+    if args.method != "feu" and args.k is not None:
+        raise InputError("--k applies to --method feu only")
+    if args.method == "deltaedit" and args.beta is not None:
+        raise InputError("--beta applies to global and feu; DeltaEdit uses --threshold")
+    if args.method != "deltaedit" and args.threshold is not None:
+        raise InputError("--threshold applies to --method deltaedit only")
+    if args.method == "feu" and args.neutral is not None:
+        raise InputError("FEU needs no neutral text (that is its point); drop --neutral")
+    if args.method == "feu" and args.corpus is None and not args.random_weights:
+        raise InputError("--method feu needs --corpus INDEX (build one with `editrt corpus build`)")
+    if args.corpus is not None and not args.corpus.is_file():
+        raise InputError(f"corpus index {args.corpus} does not exist")
+    if args.method != "feu" and args.corpus is not None:
+        raise InputError("--corpus applies to --method feu only")
+    if args.beta is not None and args.beta != "auto":
+        from .methods.style_common import check_beta
+
+        check_beta(args.beta)
+    if args.alpha is not None:
+        from .config import STYLE_ALPHA_LIMIT
+        from .methods.style_common import as_strengths
+
+        as_strengths(args.alpha, 0.0, limit=STYLE_ALPHA_LIMIT, what="alpha")
+    cfg = _method_config(args)
+    kw = _common_kwargs(args)
+    common = dict(config=cfg, fs3=args.fs3, stats=args.stats, **kw)
+    if args.method == "global":
+        from .methods.global_direction import GlobalDirection
+
+        editor = GlobalDirection(**common)
+        run = lambda src: editor.edit(src, args.target, args.neutral, alpha=args.alpha, beta=args.beta)  # noqa: E731
+    elif args.method == "feu":
+        from .methods.feu import FEU
+
+        editor = FEU(corpus=args.corpus, **common)
+        run = lambda src: editor.edit(src, args.target, alpha=args.alpha, beta=args.beta, k=args.k)  # noqa: E731
+    else:
+        from .methods.deltaedit import DeltaEdit
+
+        editor = DeltaEdit(**common)
+        run = lambda src: editor.edit(src, args.target, args.neutral, strength=args.alpha,  # noqa: E731
+                                      threshold=args.threshold)
+    source = args.image if args.image is not None else editor.codes_from_seeds([args.seed])
+    result = run(source)
+    result.save(out)
+    _warn_random(args)
+    print(f"{args.method}: {result.channels_changed} channels changed, strengths {list(result.strengths)} -> {out}")
+    return 0
+
+
+def cmd_relevance(args) -> int:
+    import numpy as np
+
+    from .config import GlobalDirectionConfig
+    from .methods.style_common import channel_stats_for, compute_relevance, default_batch, relevance_store_path
+    from .models.clip import load_clip
+    from .models.stylegan2 import StyleGAN2
+
+    cfg = GlobalDirectionConfig.preset("tiny") if args.random_weights else GlobalDirectionConfig()
+    gen_name, clip_name = _names(args)
+    n_images = args.images if args.images is not None else cfg.relevance_images
+    stats_n = args.stats_samples if args.stats_samples is not None else cfg.stats_samples
+    if n_images < 1 or stats_n < 2:
+        raise InputError("--images must be >= 1 and --stats-samples >= 2")
+    if args.output is not None and args.output.suffix not in (".npy", ".safetensors"):
+        raise InputError(f"output {args.output}: use a .safetensors (resumable) or .npy file")
+    if args.output is not None and not args.output.parent.exists():
+        raise InputError(f"output folder {args.output.parent} does not exist")
+    kw = _common_kwargs(args)
+    G = StyleGAN2.load(gen_name or cfg.generator, weights=kw["weights"], random_init=kw["random_init"],
+                       device=kw["device"], download=kw["download"], allow_pickle=kw["allow_pickle"])
+    clip = load_clip(clip_name or cfg.clip_model, weights=kw["weights"], random_init=kw["random_init"],
+                     device=kw["device"], download=kw["download"], allow_pickle=kw["allow_pickle"])
+    out = args.output or relevance_store_path(G, clip.name)
+    ckpt = out if out.suffix == ".safetensors" else out.with_name(out.name + ".partial.safetensors")
+    stats = channel_stats_for(G, n=stats_n, psi=cfg.stats_psi, cutoff=cfg.stats_cutoff, seed=cfg.stats_seed,
+                              cache=not args.random_weights)
+    fs3 = compute_relevance(G, clip, stats, n_images=n_images, sigma=cfg.relevance_sigma, seed=cfg.stats_seed,
+                            psi=cfg.stats_psi, cutoff=cfg.stats_cutoff,
+                            batch_size=args.batch_size or default_batch(G), checkpoint=ckpt,
+                            progress=not args.no_progress)
+    if out.suffix == ".npy":
+        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.save(f, fs3.numpy())
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
+            os.replace(tmp, out)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        ckpt.unlink(missing_ok=True)
+    _warn_random(args)
+    print(f"relevance matrix {tuple(fs3.shape)} -> {out}")
+    return 0
+
+
+def cmd_corpus_build(args) -> int:
+    from .methods.style_common import build_corpus_from_folder, build_corpus_from_generator
+    from .models.clip import load_clip
+
+    out = args.output
+    if out.suffix != ".safetensors":
+        raise InputError(f"corpus index {out}: use a .safetensors file name")
+    if not out.parent.exists():
+        raise InputError(f"output folder {out.parent} does not exist")
+    gen_name, clip_name = _names(args)
+    kw = _common_kwargs(args)
+    clip = load_clip(clip_name or "ViT-B-32", weights=kw["weights"], random_init=kw["random_init"],
+                     device=kw["device"], download=kw["download"], allow_pickle=kw["allow_pickle"])
+    if args.folder is not None:
+        index = build_corpus_from_folder(clip, args.folder, progress=not args.no_progress)
+    else:
+        from .models.stylegan2 import StyleGAN2
+
+        if args.samples < 1:
+            raise InputError(f"--samples must be >= 1, got {args.samples}")
+        G = StyleGAN2.load(gen_name or "ffhq-1024", weights=kw["weights"], random_init=kw["random_init"],
+                           device=kw["device"], download=kw["download"], allow_pickle=kw["allow_pickle"])
+        index = build_corpus_from_generator(clip, G, args.samples, seed=args.seed, progress=not args.no_progress)
+    index.save(out)
+    _warn_random(args)
+    print(json.dumps({"images": len(index), "clip_model": index.clip_model, "output": str(out)}))
+    return 0
+
+
+__all__ = ["add_subcommands", "cmd_style_edit", "cmd_relevance", "cmd_corpus_build"]
