@@ -25,6 +25,7 @@ import os
 import tempfile
 import time
 import weakref
+from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -78,21 +79,40 @@ ZERO_DIRECTION_NORM = 1e-6
 # Text directions
 # ---------------------------------------------------------------------------------------------
 
+_TEMPLATE_CACHE: "weakref.WeakKeyDictionary[object, OrderedDict]" = weakref.WeakKeyDictionary()
+TEMPLATE_CACHE_SIZE = 1024  # classes kept per CLIP model (each a D-float vector)
+
+
 @torch.no_grad()
 def template_embeddings(clip: "ClipNet", classnames: Sequence[str],
                         templates: Sequence[str] = IMAGENET_TEMPLATES) -> torch.Tensor:
     """``zeroshot_classifier``: per class, normalise each templated prompt's embedding, average,
-    normalise. Returns float32 [N, D] unit rows (on CPU)."""
+    normalise. Returns float32 [N, D] unit rows (on CPU).
+
+    Encoding 79 prompts per class dominates a direction edit, so results are kept in a small
+    LRU cache per CLIP model (frozen weights): a repeated neutral or target text costs nothing.
+    """
     if isinstance(classnames, str):
         classnames = [classnames]
     for name in classnames:
         if not isinstance(name, str) or not name.strip():
             raise InputError(f"empty prompt {name!r}: describe the edit target in words")
-    prompts = [t.format(c) for c in classnames for t in templates]
-    tokens = clip.tokenize(prompts)
-    emb = F.normalize(clip.encode_text(tokens).float(), dim=-1).cpu()
-    emb = emb.view(len(classnames), len(templates), -1).mean(dim=1)
-    return F.normalize(emb, dim=-1)
+    cache = _TEMPLATE_CACHE.setdefault(clip, OrderedDict())
+    key_of = {c: (c, tuple(templates)) for c in classnames}
+    missing = list(dict.fromkeys(c for c in classnames if key_of[c] not in cache))
+    if missing:
+        prompts = [t.format(c) for c in missing for t in templates]
+        tokens = clip.tokenize(prompts)
+        emb = F.normalize(clip.encode_text(tokens).float(), dim=-1).cpu()
+        emb = F.normalize(emb.view(len(missing), len(templates), -1).mean(dim=1), dim=-1)
+        for c, e in zip(missing, emb):
+            cache[key_of[c]] = e
+    for c in classnames:
+        cache.move_to_end(key_of[c])
+    out = torch.stack([cache[key_of[c]] for c in classnames])
+    while len(cache) > TEMPLATE_CACHE_SIZE:
+        cache.popitem(last=False)
+    return out.clone()
 
 
 def text_direction(clip: "ClipNet", target: str, neutral: str, *, normalize: bool = True) -> torch.Tensor:
@@ -733,7 +753,7 @@ class StyleEditor:
     def __init__(self, generator=None, clip=None, config=None, *, weights: W.WeightsArg = None,
                  random_init: bool = False, seed: int = 0, device: str | torch.device = "cpu",
                  fs3: torch.Tensor | str | os.PathLike | None = None, stats=None, download: bool = False,
-                 allow_pickle: bool = False):
+                 allow_pickle: bool = False, backend: str = "torch"):
         from ..models.clip import ClipNet, load_clip
         from ..models.stylegan2 import StyleGAN2
 
@@ -757,6 +777,13 @@ class StyleEditor:
         self._stats_arg = stats
         self._stats: ChannelStats | None = None
         self._encoder = None
+        self.backend, self.stages = backend, None  # not torch: text, image, synthesis, e4e, mapper in engines
+        if backend != "torch":
+            from ..engines.stages import StyleStages
+
+            self.stages = StyleStages.for_editor(self, backend, injected=[
+                k for k, v in (("generator", generator), ("clip", clip)) if v is not None and not isinstance(v, str)])
+            self.generator, self.clip = self.stages.wrap_generator(self.generator), self.stages.wrap_clip(self.clip)
 
     @property
     def stats(self) -> ChannelStats:
@@ -834,6 +861,8 @@ class StyleEditor:
             if self._encoder.config.n_styles != self.generator.n_latent:
                 raise WeightsError(f"e4e {name} outputs {self._encoder.config.n_styles} W+ entries; the generator "
                                    f"needs {self.generator.n_latent}")
+            if self.stages is not None:
+                self._encoder = self.stages.wrap_e4e(self._encoder)
         return self._encoder
 
     @torch.no_grad()
