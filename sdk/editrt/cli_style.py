@@ -60,6 +60,9 @@ def add_subcommands(sub) -> None:
                    "multiplier of the predicted delta)")
     p.add_argument("--beta", type=_beta, help="disentanglement threshold or 'auto' (global/feu)")
     p.add_argument("--threshold", type=float, help="DeltaEdit channel-mask threshold (default 0.03)")
+    p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime", "tensorrt"],
+                   help="runtime of text encoder, synthesis, e4e and mapper (artifacts built on first use "
+                        "into $EDITRT_ENGINES or ./engines)")
     p.add_argument("--k", type=int, help="FEU: positives/negatives retrieved (default 100)")
     p.add_argument("--corpus", type=Path, help="FEU corpus index (editrt corpus build)")
     p.add_argument("--fs3", type=Path, help="relevance matrix (.npy 6048x512 or editrt .safetensors)")
@@ -155,7 +158,7 @@ def cmd_style_edit(args) -> int:
         as_strengths(args.alpha, 0.0, limit=STYLE_ALPHA_LIMIT, what="alpha")
     cfg = _method_config(args)
     kw = _common_kwargs(args)
-    common = dict(config=cfg, fs3=args.fs3, stats=args.stats, **kw)
+    common = dict(config=cfg, fs3=args.fs3, stats=args.stats, backend=args.backend, **kw)
     if args.method == "global":
         from .methods.global_direction import GlobalDirection
 

@@ -1,0 +1,30 @@
+"""Engines: one contract, three backends, and the artifact store behind them.
+
+``Engine(feeds: dict[str, Tensor]) -> dict[str, Tensor]`` (:mod:`.base`) with backends
+``torch`` (:mod:`.torch_backend`), ``onnxruntime`` (:mod:`.onnxruntime_backend`) and ``tensorrt``
+(:mod:`.tensorrt_backend`); export and plan builds in :mod:`.build` and :mod:`.precision`;
+keyed, verified artifacts in :mod:`.store`; method glue in :mod:`.stages`. See engines/README.md.
+Submodules import lazily: ``import editrt.engines`` loads neither onnx nor onnxruntime.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_LAZY = {
+    "Engine": "base", "BACKENDS": "base",
+    "TorchEngine": "torch_backend", "OrtEngine": "onnxruntime_backend", "TrtEngine": "tensorrt_backend",
+    "SharedArena": "tensorrt_backend",
+    "ArtifactStore": "store", "ArtifactKey": "store",
+    "build_onnx": "build", "build_plan": "build", "export_onnx": "build", "resolve_models": "build",
+    "open_engine": "stages", "EngineSet": "stages", "FlexITStages": "stages", "StyleStages": "stages",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = sorted(_LAZY)

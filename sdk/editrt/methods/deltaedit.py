@@ -71,10 +71,12 @@ class DeltaEdit(StyleEditor):
 
     def __init__(self, generator=None, clip=None, config: DeltaEditConfig | None = None, *, mapper=None,
                  weights=None, random_init: bool = False, seed: int = 0, device="cpu", fs3=None, stats=None,
-                 download: bool = False, allow_pickle: bool = False):
+                 download: bool = False, allow_pickle: bool = False, backend: str = "torch"):
         config = config or (DeltaEditConfig.preset("tiny") if random_init and generator is None else DeltaEditConfig())
         super().__init__(generator, clip, config, weights=weights, random_init=random_init, seed=seed,
-                         device=device, fs3=fs3, stats=stats, download=download, allow_pickle=allow_pickle)
+                         device=device, fs3=fs3, stats=stats, download=download, allow_pickle=allow_pickle,
+                         backend=backend)
+        injected_mapper = mapper is not None
         if mapper is None:
             mapper = load_delta_mapper(config.mapper, weights=weights, random_init=random_init, seed=seed,
                                        device=self.device)
@@ -87,6 +89,10 @@ class DeltaEdit(StyleEditor):
                 f"condition; the generator has {self.generator.layout.conv_total} and CLIP {self.clip.name} "
                 f"gives {2 * self.clip.embed_dim}: the mapper belongs to another generator or CLIP model")
         self.mapper = mapper.to(self.device)
+        if self.stages is not None:
+            if injected_mapper:
+                self.stages.injected.add("mapper")
+            self.mapper = self.stages.wrap_mapper(self.mapper)
 
     @torch.no_grad()
     def clip_image_embedding(self, images: torch.Tensor) -> torch.Tensor:

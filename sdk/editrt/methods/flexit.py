@@ -144,6 +144,12 @@ class FlexIT:
         for m in (self.clip, self.vqgan, self.lpips):
             m.eval().requires_grad_(False).to(self.device)
         self._setup_speed()
+        self.stages = None  # backend != "torch": one-time encoders and the final decode run in engines
+        if backend != "torch":
+            from ..engines.stages import FlexITStages
+
+            self.stages = FlexITStages(self, backend, weights=weights, random_init=random_init, seed=seed,
+                                       injected=[k for k in ("clip", "vqgan") if models.get(k) is not None])
 
     # -- speed switches --------------------------------------------------------------------------
     def _setup_speed(self) -> None:
@@ -191,11 +197,12 @@ class FlexIT:
         b = image0.shape[0]
         sources = _broadcast_texts(source, b, "source")
         targets = _broadcast_texts(target, b, "target")
-        z0 = self.vqgan.encode(image0).float()
+        encoders = self.stages or self.clip
+        z0 = (self.stages.encode(image0) if self.stages else self.vqgan.encode(image0)).float()
         _check_finite(z0, "the input's VQGAN latent")
-        e_s = self.clip.embed_text(sources)
-        e_t = self.clip.embed_text(targets)
-        e_i = self.clip.embed_image(image0)
+        e_s = encoders.embed_text(sources)
+        e_t = encoders.embed_text(targets)
+        e_i = encoders.embed_image(image0)
         points = [cfg.target_coef * t + cfg.image_coef * i - cfg.source_coef * s for s, t, i in zip(e_s, e_t, e_i)]
         from .. import ops
 
@@ -279,6 +286,8 @@ class FlexIT:
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor) -> torch.Tensor:
+        if self.stages is not None:
+            return self.stages.decode(z)
         return self.vqgan.decode_clamped(z).float().clamp(0, 1)
 
     # -- whole edit ------------------------------------------------------------------------------

@@ -1,0 +1,450 @@
+"""Export specs to ONNX (fp32 / fp16 / bf16), check them, and build TensorRT plans.
+
+ONNX export uses torch's dynamo exporter (the default since torch 2.9) with ``dynamic_shapes``
+from the spec. The example batch is 2: with a batch-1 example the exporter silently fixed the
+batch axis of CLIP (ENVIRONMENT.md), so every export is checked afterwards: each dynamic axis of
+the spec must be symbolic in the graph, or the export fails. The dynamo exporter may name its
+values after module paths, so graph inputs and outputs are renamed to the spec's names after
+export (an internal value that already carries such a name is renamed out of the way).
+Then ``onnx.checker`` (full check, path-based so >2 GB graphs work), the optional precision
+conversion (:mod:`.precision`), and a numerical comparison against the torch module in
+onnxruntime CPU at batch 1 and 3 whose drift is recorded in the manifest.
+
+TensorRT plans are built with the TensorRT builder API from the stored ONNX: one explicit
+optimisation profile from the spec, a timing cache kept in the store, and a strongly typed
+network (the graph's precision is the engine's precision; on TensorRT 11 strong typing is the
+only mode). Never run on our machines: TensorRT cannot be installed there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+import os
+import shutil
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import onnx
+import torch
+
+from ..errors import BackendUnavailable, EngineError, InputError
+from ..models.registry import ModelSpec, get_spec
+from .store import Artifact, ArtifactKey, ArtifactStore, module_identity, weights_identity
+
+log = logging.getLogger(__name__)
+
+DEFAULT_OPSET = 20  # what torch 2.14's dynamo exporter emits
+BF16_OPSET = 22  # first opset whose Conv / InstanceNormalization accept bfloat16
+EXAMPLE_BATCH = 2
+_TWO_GB = 2 ** 31 - 1
+
+
+# -- graph helpers ----------------------------------------------------------------------------
+
+def _rename_value(graph: onnx.GraphProto, old: str, new: str) -> None:
+    for n in graph.node:
+        n.input[:] = [new if x == old else x for x in n.input]
+        n.output[:] = [new if x == old else x for x in n.output]
+    for coll in (graph.input, graph.output, graph.value_info):
+        for v in coll:
+            if v.name == old:
+                v.name = new
+    for init in graph.initializer:
+        if init.name == old:
+            init.name = new
+
+
+def rename_io(model: onnx.ModelProto, inputs: Sequence[str], outputs: Sequence[str]) -> None:
+    """Give the graph's inputs and outputs the spec's names, in order."""
+    g = model.graph
+    inits = {i.name for i in g.initializer}
+    cur_in = [v.name for v in g.input if v.name not in inits]
+    cur_out = [v.name for v in g.output]
+    if len(cur_in) != len(inputs) or len(cur_out) != len(outputs):
+        raise EngineError(f"exported graph has {len(cur_in)} inputs / {len(cur_out)} outputs, "
+                          f"spec declares {len(inputs)} / {len(outputs)}")
+    used = {x for n in g.node for x in list(n.input) + list(n.output)} | inits | set(cur_in)
+    for old, new in list(zip(cur_in, inputs)) + list(zip(cur_out, outputs)):
+        if old == new:
+            continue
+        if new in used:
+            aside = f"{new}__inner"
+            _rename_value(g, new, aside)
+            used.add(aside)
+        _rename_value(g, old, new)
+        used.add(new)
+
+
+def graph_io_shapes(model: onnx.ModelProto) -> dict[str, list[int | str]]:
+    """name -> dims (int, or the symbolic name) of every graph input and output."""
+    out = {}
+    for v in list(model.graph.input) + list(model.graph.output):
+        dims = v.type.tensor_type.shape.dim
+        out[v.name] = [d.dim_param if d.dim_param else int(d.dim_value) for d in dims]
+    return out
+
+
+def check_dynamic_axes(model: onnx.ModelProto, spec: ModelSpec) -> None:
+    """Every dynamic axis the spec declares must be symbolic in the graph (not fixed by tracing)."""
+    shapes = graph_io_shapes(model)
+    problems = []
+    for t in list(spec.inputs) + list(spec.outputs):
+        dims = shapes.get(t.name)
+        if dims is None:
+            problems.append(f"{t.name} is missing")
+            continue
+        if len(dims) != len(t.shape):
+            problems.append(f"{t.name} has rank {len(dims)}, spec {len(t.shape)}")
+            continue
+        for i, (want, got) in enumerate(zip(t.shape, dims)):
+            if isinstance(want, str) and not isinstance(got, str):
+                problems.append(f"{t.name} axis {i} ({want}) was fixed to {got}")
+            elif isinstance(want, int) and isinstance(got, int) and want != got:
+                problems.append(f"{t.name} axis {i} is {got}, spec {want}")
+    if problems:
+        raise EngineError(f"ONNX export of {spec.name} does not match the spec: " + "; ".join(problems))
+
+
+def save_model(model: onnx.ModelProto, path: Path) -> list[Path]:
+    """Save ``model``; graphs near 2 GB keep their weights in ``<name>.data``. Returns the files."""
+    size = sum(len(i.raw_data) for i in model.graph.initializer)
+    if size < _TWO_GB - (64 << 20):
+        onnx.save_model(model, str(path))
+        return [path]
+    data = path.with_name(path.name + ".data")
+    onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location=data.name, size_threshold=1024)
+    return [path, data]
+
+
+def _dynamic_shapes(spec: ModelSpec, module: torch.nn.Module):
+    """``dynamic_shapes`` for torch.export: one Dim per axis name, shared across inputs."""
+    dims = {}
+    for t in spec.inputs:
+        for axis in t.dynamic_axes.values():
+            if axis not in dims:
+                lo, _, hi = spec.profile.get(axis, (1, spec.axes.get(axis, 2), 4096))
+                dims[axis] = torch.export.Dim(axis.replace("-", "_"), min=max(1, int(lo)), max=int(hi))
+    per_input = tuple({i: dims[a] for i, a in t.dynamic_axes.items()} or None for t in spec.inputs)
+    params = list(inspect.signature(module.forward).parameters.values())
+    if params and params[0].kind is inspect.Parameter.VAR_POSITIONAL:
+        return (per_input,)  # forward(*tensors): the inputs form one tuple argument
+    return per_input
+
+
+# -- export -----------------------------------------------------------------------------------
+
+def export_onnx(module: torch.nn.Module, spec: ModelSpec, path: str | os.PathLike, *,
+                opset: int = DEFAULT_OPSET, example_batch: int = EXAMPLE_BATCH) -> dict[str, Any]:
+    """Export ``module`` (the spec's forward-only wrapper) as an fp32 ONNX graph at ``path``.
+
+    Returns a small report (export seconds, node count, opset). Raises EngineError when the
+    exporter fails or fixes a dynamic axis.
+    """
+    path = Path(path)
+    module = module.eval().requires_grad_(False)
+    axes = dict(spec.axes)
+    for axis, (lo, _, hi) in spec.profile.items():
+        axes[axis] = min(max(example_batch, lo), hi) if axis == "B" else axes.get(axis, lo)
+    device = next((p.device for p in module.parameters()), torch.device("cpu"))
+    feeds = {k: v.to(device) for k, v in spec.sample_inputs(seed=0, **axes).items()}
+    args = tuple(feeds[t.name] for t in spec.inputs)
+    t0 = time.perf_counter()
+    raw = path.with_name(path.stem + ".raw.onnx")
+    ir_log = logging.getLogger("onnx_ir")  # its optimiser logs every deduplicated initializer at INFO
+    ir_level = ir_log.level
+    ir_log.setLevel(max(ir_level, logging.WARNING))
+    try:
+        with warnings.catch_warnings(), torch.no_grad(), open(os.devnull, "w") as devnull, \
+                contextlib.redirect_stdout(devnull):  # the exporter prints progress
+            warnings.simplefilter("ignore")
+            torch.onnx.export(module, args, str(raw), dynamo=True, opset_version=opset,
+                              dynamic_shapes=_dynamic_shapes(spec, module), external_data=False,
+                              optimize=True, verbose=False)
+    except Exception as exc:  # noqa: BLE001 - the exporter raises many types
+        raise EngineError(f"ONNX export of {spec.name} failed: {type(exc).__name__}: "
+                          f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}") from exc
+    finally:
+        ir_log.setLevel(ir_level)
+    seconds = time.perf_counter() - t0
+    model = onnx.load(str(raw))
+    raw.unlink()
+    rename_io(model, [t.name for t in spec.inputs], [t.name for t in spec.outputs])
+    check_dynamic_axes(model, spec)
+    files = save_model(model, path)
+    check_onnx(path)
+    return {"export_seconds": round(seconds, 2), "nodes": len(model.graph.node), "opset": opset,
+            "files": [f.name for f in files], "example_axes": axes}
+
+
+def check_onnx(path: str | os.PathLike) -> None:
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except Exception as exc:  # noqa: BLE001
+        raise EngineError(f"onnx.checker rejected {path}: {exc}") from None
+
+
+def to_precision(src: Path, dst: Path, spec: ModelSpec, precision: str) -> dict[str, Any]:
+    """Write the ``precision`` version of the fp32 graph ``src`` to ``dst``."""
+    from .precision import convert_precision, precision_census
+
+    model = onnx.load(str(src))
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), DEFAULT_OPSET)
+    if precision == "bf16" and opset < BF16_OPSET:
+        from onnx import version_converter
+
+        model = version_converter.convert_version(model, BF16_OPSET)
+        opset = BF16_OPSET
+    low = convert_precision(model, precision, tuple(spec.fp32_ops))
+    check_dynamic_axes(low, spec)
+    files = save_model(low, dst)
+    check_onnx(dst)
+    return {"opset": opset, "fp32_ops": list(spec.fp32_ops), "initializers": precision_census(low),
+            "files": [f.name for f in files]}
+
+
+def relative_error(a: torch.Tensor, ref: torch.Tensor) -> float:
+    """max |a - ref| / max |ref|: drift relative to the output's range."""
+    a, ref = a.detach().float().cpu(), ref.detach().float().cpu()
+    return float((a - ref).abs().max() / ref.abs().max().clamp_min(1e-12))
+
+
+def compare_with_torch(path: str | os.PathLike, module: torch.nn.Module, spec: ModelSpec, *,
+                       precision: str = "fp32", batches: Sequence[int] = (1, 3), seed: int = 1) -> dict[str, Any]:
+    """Run the graph in onnxruntime CPU and the fp32 torch module at each batch size.
+
+    Returns ``{"batch_<n>": {output: relative error}, "max": worst}``; for graphs ORT CPU cannot
+    run (bf16 convolutions) ``{"skipped": reason}``.
+    """
+    from .onnxruntime_backend import OrtEngine
+    from .torch_backend import as_output_dict
+
+    try:
+        engine = OrtEngine(spec, path, provider="cpu", precision=precision)
+    except EngineError as exc:
+        if precision == "bf16":
+            return {"skipped": f"onnxruntime CPU cannot run this bf16 graph: {str(exc)[:200]}"}
+        raise
+    device = next((p.device for p in module.parameters()), torch.device("cpu"))
+    report: dict[str, Any] = {}
+    worst = 0.0
+    lo, _, hi = spec.profile.get("B", (1, 2, 64))
+    for b in batches:
+        b = min(max(b, lo), hi)
+        feeds = spec.sample_inputs(seed=seed, B=b)
+        try:
+            got = engine(feeds)
+        except EngineError as exc:
+            if precision == "bf16":
+                return {"skipped": f"onnxruntime CPU cannot run this bf16 graph: {str(exc)[:200]}"}
+            raise
+        with torch.no_grad():
+            ref = as_output_dict(spec, module(*[feeds[t.name].to(device) for t in spec.inputs]))
+        errs = {n: relative_error(got[n], ref[n]) for n in got}
+        for n, x in got.items():
+            if tuple(x.shape) != tuple(ref[n].shape):
+                raise EngineError(f"{spec.name}: output {n} has shape {tuple(x.shape)} in onnxruntime, "
+                                  f"{tuple(ref[n].shape)} in torch (batch {b})")
+        report[f"batch_{b}"] = errs
+        worst = max(worst, *errs.values())
+    report["max"] = worst
+    return report
+
+
+# -- store-backed builds ----------------------------------------------------------------------
+
+def _spec(spec: ModelSpec | str) -> ModelSpec:
+    return get_spec(spec) if isinstance(spec, str) else spec
+
+
+def artifact_key(spec: ModelSpec | str, kind: str, precision: str, *, weights=None, random_init: bool = False,
+                 seed: int = 0, module: torch.nn.Module | None = None, weights_id: str | None = None,
+                 device=None) -> ArtifactKey:
+    """The key an artifact of ``spec`` built from these weights would have now."""
+    spec = _spec(spec)
+    if weights_id is None:
+        weights_id = (module_identity(module) if module is not None else
+                      weights_identity(spec.name, weights=weights, random_init=random_init, seed=seed))
+    opset = BF16_OPSET if precision == "bf16" else DEFAULT_OPSET
+    return ArtifactKey.create(spec, kind, precision, weights_id, opset=opset, device=device)
+
+
+def build_onnx(spec: ModelSpec | str, *, store: ArtifactStore, precision: str = "fp32", weights=None,
+               random_init: bool = False, seed: int = 0, module: torch.nn.Module | None = None,
+               weights_id: str | None = None, rebuild: bool = True, force: bool = False,
+               verify: bool = True) -> Artifact:
+    """The ONNX artifact of ``spec`` in ``precision``, exported into ``store`` when needed.
+
+    ``module`` (the spec's wrapper, already built) skips building it from weights; its
+    state_dict is then hashed as the weights identity unless ``weights_id`` is given.
+    ``rebuild=False`` turns a missing or stale artifact into an EngineError instead of a build;
+    ``force=True`` rebuilds even a valid one.
+    """
+    spec = _spec(spec)
+    key = artifact_key(spec, "onnx", precision, weights=weights, random_init=random_init, seed=seed,
+                       module=module, weights_id=weights_id)
+    if not force:
+        try:
+            found = store.lookup(key)
+        except EngineError as exc:
+            if not rebuild:
+                raise
+            log.warning("rebuilding: %s", exc)
+            found = None
+        if found is not None:
+            return found
+        if not rebuild:
+            raise EngineError(f"no {precision} ONNX artifact for {spec.name} in {store.root}; build it with "
+                              f"`editrt export --models {spec.name} --precision {precision} --out {store.root}`")
+    if module is None:
+        module = spec.build(weights=weights, random_init=random_init, seed=seed)
+    module = module.eval().requires_grad_(False)
+    log.info("exporting %s (%s) to ONNX", spec.name, precision)
+    with store.staging() as tmp:
+        tmp = Path(tmp)
+        fp32 = tmp / ("model.onnx" if precision == "fp32" else "fp32.onnx")
+        base = _valid_fp32(spec, store, key.weights) if precision != "fp32" else None
+        if base is not None and len(base.files) == 1:  # (external-data graphs are re-exported)
+            # reduced precision from the stored fp32 graph of the same weights: no second export
+            shutil.copyfile(base.path, fp32)
+            report: dict[str, Any] = {"export": {**base.report.get("export", {}), "reused": str(base.path)}}
+        else:
+            report = {"export": export_onnx(module, spec, fp32)}
+        main = fp32
+        if precision != "fp32":
+            main = tmp / "model.onnx"
+            t0 = time.perf_counter()
+            report["precision"] = to_precision(fp32, main, spec, precision)
+            report["precision"]["seconds"] = round(time.perf_counter() - t0, 2)
+        if verify:
+            report["drift_vs_torch_fp32"] = compare_with_torch(main, module, spec, precision=precision)
+            worst = report["drift_vs_torch_fp32"].get("max")
+            if precision == "fp32" and worst is not None and worst > 1e-3:
+                raise EngineError(f"{spec.name}: onnxruntime output differs from torch by {worst:.2e} "
+                                  f"(relative); the export is wrong, not stored")
+        files = {name: tmp / name for name in (report.get("precision") or report["export"])["files"]}
+        art = store.put(key, files, report)
+    return art
+
+
+def _valid_fp32(spec: ModelSpec, store: ArtifactStore, weights_id: str) -> Artifact | None:
+    try:
+        return store.lookup(artifact_key(spec, "onnx", "fp32", weights_id=weights_id))
+    except EngineError:
+        return None
+
+
+def build_plan(spec: ModelSpec | str, *, store: ArtifactStore, precision: str = "fp32", weights=None,
+               random_init: bool = False, seed: int = 0, module: torch.nn.Module | None = None,
+               weights_id: str | None = None, rebuild: bool = True, force: bool = False,
+               device=None, workspace_gib: float | None = None, optimization_level: int = 3) -> Artifact:
+    """The TensorRT plan of ``spec``: built from its ONNX artifact (exported first if needed)."""
+    trt = import_tensorrt()
+    spec = _spec(spec)
+    if weights_id is None:
+        weights_id = (module_identity(module) if module is not None else
+                      weights_identity(spec.name, weights=weights, random_init=random_init, seed=seed))
+    key = artifact_key(spec, "plan", precision, weights_id=weights_id, device=device)
+    if not force:
+        try:
+            found = store.lookup(key)
+        except EngineError as exc:
+            if not rebuild:
+                raise
+            log.warning("rebuilding: %s", exc)
+            found = None
+        if found is not None:
+            return found
+        if not rebuild:
+            raise EngineError(f"no {precision} TensorRT plan for {spec.name} in {store.root}; build it with "
+                              f"`editrt export --backend tensorrt --models {spec.name} --precision {precision}`")
+    onnx_art = build_onnx(spec, store=store, precision=precision, weights=weights, random_init=random_init,
+                          seed=seed, module=module, weights_id=weights_id, rebuild=rebuild)
+    with store.staging() as tmp:
+        plan = Path(tmp) / "model.plan"
+        report = build_trt_plan(trt, onnx_art.path, plan, spec.profile_shapes(),
+                                timing_cache=store.timing_cache_path(device),
+                                workspace_gib=workspace_gib, optimization_level=optimization_level)
+        return store.put(key, {"model.plan": plan}, report)
+
+
+def import_tensorrt():
+    try:
+        import tensorrt
+    except Exception as exc:  # noqa: BLE001 - stub wheels fail in various ways
+        raise BackendUnavailable(f"TensorRT is not available ({type(exc).__name__}: {exc}); install the "
+                                 f"`tensorrt` wheel from NVIDIA's index on a machine with a CUDA GPU, or use "
+                                 f"--backend onnxruntime") from None
+    return tensorrt
+
+
+def build_trt_plan(trt, onnx_path: Path, plan_path: Path, shapes: Mapping[str, tuple], *,
+                   timing_cache: Path, workspace_gib: float | None = None,
+                   optimization_level: int = 3) -> dict[str, Any]:
+    """Build a strongly typed TensorRT plan with one explicit profile; load and save the timing cache."""
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    flags = 0
+    strongly = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
+    if strongly is not None:  # TensorRT 10.x needs the flag; 11 accepts and ignores it (always strongly typed)
+        flags |= 1 << int(strongly)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise EngineError(f"TensorRT cannot parse {onnx_path}: {errors}")
+    config = builder.create_builder_config()
+    if workspace_gib:
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
+    config.builder_optimization_level = int(optimization_level)
+    profile = builder.create_optimization_profile()
+    for name, (lo, opt, hi) in shapes.items():
+        profile.set_shape(name, tuple(lo), tuple(opt), tuple(hi))
+    config.add_optimization_profile(profile)
+    timing_cache.parent.mkdir(parents=True, exist_ok=True)
+    cache = config.create_timing_cache(timing_cache.read_bytes() if timing_cache.exists() else b"")
+    config.set_timing_cache(cache, ignore_mismatch=False)
+    t0 = time.perf_counter()
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise EngineError(f"TensorRT failed to build a plan from {onnx_path} (see the TensorRT log above)")
+    seconds = time.perf_counter() - t0
+    plan_path.write_bytes(bytes(serialized))
+    from ..imageio import atomic_write_bytes
+
+    atomic_write_bytes(timing_cache, bytes(config.get_timing_cache().serialize()))
+    return {"build_seconds": round(seconds, 1), "profile": {k: [list(s) for s in v] for k, v in shapes.items()},
+            "tensorrt": trt.__version__, "optimization_level": optimization_level}
+
+
+# -- model groups ------------------------------------------------------------------------------
+
+def resolve_models(names: Sequence[str]) -> list[str]:
+    """Spec names from exact names or prefixes: ``clip/ViT-B-32`` -> its image and text towers,
+    ``stylegan2/ffhq-1024`` -> synthesis, mapping, styles; ``deltaedit`` -> every non-tiny
+    DeltaEdit spec. Tiny variants come only when named."""
+    from ..models.registry import list_specs
+
+    everything = list_specs()
+    out: list[str] = []
+    for name in names:
+        name = name.strip().rstrip("/").replace("ViT-B/", "ViT-B-")
+        if name in everything:
+            hits = [name]
+        else:
+            hits = [s for s in everything if s.startswith(name + "/")]
+            if "tiny" not in name.split("/"):
+                hits = [s for s in hits if "/tiny/" not in s] or hits
+        if not hits:
+            raise InputError(f"no model spec matches {name!r}; known: {', '.join(everything)}")
+        out.extend(h for h in hits if h not in out)
+    return out
+
+
+__all__ = ["export_onnx", "to_precision", "compare_with_torch", "build_onnx", "build_plan", "build_trt_plan",
+           "check_dynamic_axes", "rename_io", "resolve_models", "artifact_key", "relative_error",
+           "import_tensorrt", "DEFAULT_OPSET", "BF16_OPSET"]

@@ -1,0 +1,111 @@
+"""``editrt export``: build ONNX graphs (and TensorRT plans) for a set of models into a store.
+
+``export/build_engines.py`` runs the same code. Exit codes follow ``editrt.cli``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--models", nargs="+", required=True, metavar="NAME",
+                   help="spec names or prefixes: clip/ViT-B-32, vqgan/vqgan_imagenet_f16_1024, stylegan2/ffhq-1024, "
+                        "e4e/ffhq, deltaedit, clip/tiny/text ... (tiny variants only when named)")
+    p.add_argument("--precision", nargs="+", default=["fp32"], choices=["fp32", "fp16", "bf16"],
+                   help="graph precision(s); fp16/bf16 keep each spec's fp32_ops (normalisations) in fp32")
+    p.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "tensorrt"],
+                   help="onnxruntime: ONNX graphs only; tensorrt: also TensorRT plans (needs tensorrt + a GPU)")
+    p.add_argument("--out", type=Path, default=None, help="artifact store folder (default $EDITRT_ENGINES or ./engines)")
+    p.add_argument("--weights-dir", type=Path, help="folder laid out like the EDITRT_HOME store")
+    p.add_argument("--random-weights", action="store_true", help="seeded random weights (smoke runs)")
+    p.add_argument("--seed", type=int, default=0, help="seed of --random-weights")
+    p.add_argument("--device", default="cuda", help="GPU the TensorRT plans are built for (default cuda)")
+    p.add_argument("--force", action="store_true", help="rebuild even valid artifacts")
+    p.add_argument("--no-verify", action="store_true", help="skip the onnxruntime-vs-torch comparison")
+    p.add_argument("--list", action="store_true", help="print the matching specs and their store status, build nothing")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+
+
+def run_export(models: Sequence[str], *, precisions: Sequence[str] = ("fp32",), backend: str = "onnxruntime",
+               out: Path | None = None, weights=None, random_weights: bool = False, seed: int = 0,
+               device: str = "cuda", force: bool = False, verify: bool = True,
+               list_only: bool = False) -> list[dict[str, Any]]:
+    """Build every (spec, precision) artifact; return one row per artifact."""
+    from .build import artifact_key, build_onnx, build_plan, resolve_models
+    from .store import ArtifactStore
+
+    store = ArtifactStore(out)
+    rows = []
+    kind = "plan" if backend == "tensorrt" else "onnx"
+    for name in resolve_models(models):
+        for precision in precisions:
+            row: dict[str, Any] = {"spec": name, "precision": precision, "kind": kind}
+            kw = dict(store=store, precision=precision, weights=weights, random_init=random_weights, seed=seed,
+                      force=force)
+            if list_only:
+                key = artifact_key(name, kind, precision, weights=weights, random_init=random_weights, seed=seed,
+                                   device=device if kind == "plan" else None)
+                row["status"], row["detail"] = store.status(key)
+                rows.append(row)
+                continue
+            t0 = time.perf_counter()
+            art = (build_plan(name, device=device, **kw) if kind == "plan"
+                   else build_onnx(name, verify=verify, **kw))
+            row.update(path=str(art.path), seconds=round(time.perf_counter() - t0, 1),
+                       size_mb=round(sum(p.stat().st_size for p in art.files.values()) / 2**20, 2),
+                       drift=(art.report.get("drift_vs_torch_fp32") or {}).get("max"))
+            rows.append(row)
+    return rows
+
+
+def cmd_export(args) -> int:
+    rows = run_export(args.models, precisions=args.precision, backend=args.backend, out=args.out,
+                      weights=args.weights_dir, random_weights=args.random_weights, seed=args.seed,
+                      device=args.device, force=args.force, verify=not args.no_verify, list_only=args.list)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for r in rows:
+        if args.list:
+            print(f"{r['spec']:<44} {r['precision']:<5} {r['kind']:<5} {r['status']}: {r['detail']}")
+        else:
+            drift = "n/a" if r["drift"] is None else f"{r['drift']:.2e}"
+            print(f"{r['spec']:<44} {r['precision']:<5} {r['size_mb']:>9.2f} MB  {r['seconds']:>6.1f} s  "
+                  f"drift vs torch {drift}  {r['path']}")
+    if args.random_weights and not args.list:
+        print("NOTE: random weights: the artifacts are valid engines of random networks (smoke runs only).")
+    return 0
+
+
+def add_subcommands(subparsers) -> None:
+    p = subparsers.add_parser("export", help="export models to ONNX (and TensorRT plans) into an artifact store")
+    add_arguments(p)
+    p.set_defaults(func=cmd_export)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Stand-alone entry (export/build_engines.py): same arguments as ``editrt export``."""
+    from ..errors import EditrtError
+
+    parser = argparse.ArgumentParser(prog="build_engines", description=__doc__)
+    add_arguments(parser)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
+    try:
+        return cmd_export(args)
+    except EditrtError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+__all__ = ["add_subcommands", "run_export", "main"]
