@@ -288,18 +288,11 @@ def build_onnx(spec: ModelSpec | str, *, store: ArtifactStore, precision: str = 
     key = artifact_key(spec, "onnx", precision, weights=weights, random_init=random_init, seed=seed,
                        module=module, weights_id=weights_id)
     if not force:
-        try:
-            found = store.lookup(key)
-        except EngineError as exc:
-            if not rebuild:
-                raise
-            log.warning("rebuilding: %s", exc)
-            found = None
+        found = _cached(store, key, rebuild, f"no {precision} ONNX artifact for {spec.name} in {store.root}; "
+                        f"build it with `editrt export --models {spec.name} --precision {precision} "
+                        f"--out {store.root}`")
         if found is not None:
             return found
-        if not rebuild:
-            raise EngineError(f"no {precision} ONNX artifact for {spec.name} in {store.root}; build it with "
-                              f"`editrt export --models {spec.name} --precision {precision} --out {store.root}`")
     if module is None:
         module = spec.build(weights=weights, random_init=random_init, seed=seed)
     module = module.eval().requires_grad_(False)
@@ -331,6 +324,21 @@ def build_onnx(spec: ModelSpec | str, *, store: ArtifactStore, precision: str = 
     return art
 
 
+def _cached(store: ArtifactStore, key, rebuild: bool, missing: str) -> Artifact | None:
+    """A valid stored artifact for ``key``, or None when it must be (re)built; without
+    ``rebuild`` a stale or missing one is an EngineError."""
+    try:
+        found = store.lookup(key)
+    except EngineError as exc:
+        if not rebuild:
+            raise
+        log.warning("rebuilding: %s", exc)
+        return None
+    if found is None and not rebuild:
+        raise EngineError(missing)
+    return found
+
+
 def _valid_fp32(spec: ModelSpec, store: ArtifactStore, weights_id: str) -> Artifact | None:
     try:
         return store.lookup(artifact_key(spec, "onnx", "fp32", weights_id=weights_id))
@@ -350,18 +358,11 @@ def build_plan(spec: ModelSpec | str, *, store: ArtifactStore, precision: str = 
                       weights_identity(spec.name, weights=weights, random_init=random_init, seed=seed))
     key = artifact_key(spec, "plan", precision, weights_id=weights_id, device=device)
     if not force:
-        try:
-            found = store.lookup(key)
-        except EngineError as exc:
-            if not rebuild:
-                raise
-            log.warning("rebuilding: %s", exc)
-            found = None
+        found = _cached(store, key, rebuild, f"no {precision} TensorRT plan for {spec.name} in {store.root}; "
+                        f"build it with `editrt export --backend tensorrt --models {spec.name} "
+                        f"--precision {precision}`")
         if found is not None:
             return found
-        if not rebuild:
-            raise EngineError(f"no {precision} TensorRT plan for {spec.name} in {store.root}; build it with "
-                              f"`editrt export --backend tensorrt --models {spec.name} --precision {precision}`")
     onnx_art = build_onnx(spec, store=store, precision=precision, weights=weights, random_init=random_init,
                           seed=seed, module=module, weights_id=weights_id, rebuild=rebuild)
     with store.staging() as tmp:
