@@ -51,6 +51,17 @@ def _augment(x: torch.Tensor, gen: torch.Generator, *, scale=(0.7, 1.0), noise: 
     return (v + sigma * torch.randn(v.shape, generator=gen)).clamp(0, 1)
 
 
+def _update(opt: torch.optim.Optimizer, loss: torch.Tensor, ema: float | None, bar) -> float:
+    """One optimiser step; returns the loss EMA shown on the progress bar."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    ema = loss.item() if ema is None else 0.95 * ema + 0.05 * loss.item()
+    bar.update(1)
+    bar.set_postfix(loss=f"{ema:.4f}")
+    return ema
+
+
 def held_out(n_per_class: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
     """Held-out images (the stats stream, indices past those the protocol uses) and labels."""
     labels = torch.arange(len(world.CLASSES)).repeat_interleave(n_per_class)
@@ -99,12 +110,7 @@ def train_vqgan(steps: int = 800, batch: int = 16, lr: float = 2e-3, seed: int =
         weight = 1.0 + 8.0 * (x.amax(1, keepdim=True) - x.amin(1, keepdim=True))
         err = y - x
         loss = (weight * (err.abs() + err.pow(2))).mean() / weight.mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        ema = loss.item() if ema is None else 0.95 * ema + 0.05 * loss.item()
-        bar.update(1)
-        bar.set_postfix(loss=f"{ema:.4f}")
+        ema = _update(opt, loss, ema, bar)
         if callback:
             callback(step, loss.item())
     bar.close()
@@ -181,12 +187,7 @@ def train_clip(steps: int = 500, batch: int = 96, lr: float = 1e-3, seed: int = 
         target = same / same.sum(1, keepdim=True)  # symmetric: the same matrix for both directions
         loss = 0.5 * (torch.sum(-target * logits.log_softmax(1), 1).mean()
                       + torch.sum(-target * logits.T.log_softmax(1), 1).mean())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        ema = loss.item() if ema is None else 0.95 * ema + 0.05 * loss.item()
-        bar.update(1)
-        bar.set_postfix(loss=f"{ema:.3f}")
+        ema = _update(opt, loss, ema, bar)
     bar.close()
     model.eval().requires_grad_(False)
     x, labels = held_out(8)
@@ -213,12 +214,7 @@ def train_classifier(steps: int = 400, batch: int = 64, lr: float = 2e-3, seed: 
         _cosine_lr(opt, lr, step, steps, warmup=max(1, steps // 20))
         x, labels = world.random_batch(rng, batch)
         loss = F.cross_entropy(model(_augment(x, gen, scale=(0.8, 1.0), noise=0.04)), labels)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        ema = loss.item() if ema is None else 0.95 * ema + 0.05 * loss.item()
-        bar.update(1)
-        bar.set_postfix(loss=f"{ema:.3f}")
+        ema = _update(opt, loss, ema, bar)
     bar.close()
     model.eval().requires_grad_(False)
     x, labels = held_out(8)
