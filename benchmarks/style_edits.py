@@ -48,9 +48,9 @@ class StyleBench:
 
 def _import_method(method: str):
     """The editor class, or a reason why it cannot be benchmarked."""
-    module, cls = {"global": ("editrt.methods.global_direction", "GlobalDirection"),
-                   "feu": ("editrt.methods.feu", "FEU"),
-                   "deltaedit": ("editrt.methods.deltaedit", "DeltaEdit")}[method]
+    module, cls = {"global": ("editrt.methods.stylespace.global_direction", "GlobalDirection"),
+                   "feu": ("editrt.methods.stylespace.feu", "FEU"),
+                   "deltaedit": ("editrt.methods.stylespace.deltaedit", "DeltaEdit")}[method]
     try:
         return getattr(importlib.import_module(module), cls), None
     except (ImportError, AttributeError) as exc:
@@ -80,14 +80,14 @@ def _uint8_each(images: torch.Tensor) -> list[np.ndarray]:
 
 
 def _uint8_batch(images: torch.Tensor) -> torch.Tensor:
-    from editrt.methods.style_common import to_uint8_truncate
+    from editrt.methods.stylespace import to_uint8_truncate
 
     return to_uint8_truncate(images).cpu()
 
 
 def _classifier_per_class(clip, classnames: list[str]) -> torch.Tensor:
     """``zeroshot_classifier``: one encoder call per class (79 prompts each)."""
-    from editrt.methods.style_common import IMAGENET_TEMPLATES
+    from editrt.methods.stylespace import IMAGENET_TEMPLATES
 
     rows = []
     for c in classnames:
@@ -126,9 +126,9 @@ def _editrt_fn(method: str, ed, code, alpha: float) -> Callable[[Callable[[str],
             mark("direction")
             edited = code + alpha * ds
         elif method == "feu":
-            from editrt.methods.feu import svm_direction
-            from editrt.methods.global_direction import DirectionMapper
-            from editrt.methods.style_common import template_embeddings
+            from editrt.methods.stylespace.feu import svm_direction
+            from editrt.methods.stylespace.global_direction import DirectionMapper
+            from editrt.methods.stylespace import template_embeddings
 
             query = template_embeddings(ed.clip, [target])[0]
             mark("text encoding")
@@ -181,7 +181,7 @@ def _reference_fn(method: str, ed, code, alpha: float) -> Callable[[Callable[[st
                 dt = (dt / dt.norm()).numpy()
                 mark("text encoding")
             else:
-                from editrt.methods.feu import svm_direction
+                from editrt.methods.stylespace.feu import svm_direction
 
                 query = _classifier_per_class(ed.clip, [target])[0]
                 mark("text encoding")

@@ -22,7 +22,7 @@ def bench():
 
 
 def test_numpy_boundary_matches_sdk(bench):
-    from editrt.methods.style_common import boundary, split_delta
+    from editrt.methods.stylespace import boundary, split_delta
 
     ed = se.build_editor("global", bench)
     dt = ed.direction(*se.PROMPTS["global"])
@@ -35,7 +35,7 @@ def test_numpy_boundary_matches_sdk(bench):
 
 
 def test_per_class_text_encoding_matches_batched(bench):
-    from editrt.methods.style_common import template_embeddings
+    from editrt.methods.stylespace import template_embeddings
 
     ed = se.build_editor("global", bench)
     with torch.no_grad():

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from editrt.cli import main
-from editrt.methods import style_common as sc
+from editrt.methods import stylespace as sc
 
 
 def run(*argv) -> int:

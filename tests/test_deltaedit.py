@@ -9,8 +9,8 @@ import torch.nn.functional as F
 
 from editrt.config import DeltaEditConfig
 from editrt.errors import InputError, WeightsError
-from editrt.methods import style_common as sc
-from editrt.methods.deltaedit import DeltaEdit, deltaedit_clip_input
+from editrt.methods import stylespace as sc
+from editrt.methods.stylespace.deltaedit import DeltaEdit, deltaedit_clip_input
 from editrt.models.clip import load_clip
 from editrt.models.delta_mapper import DeltaMapper, DeltaMapperConfig, load_delta_mapper
 from editrt.models.stylegan2 import StyleGAN2

@@ -8,8 +8,8 @@ import torch.nn.functional as F
 
 from editrt.config import DeltaEditConfig, GlobalDirectionConfig
 from editrt.engines.stages import EngineCallable, EngineClip, EngineGenerator
-from editrt.methods.deltaedit import DeltaEdit
-from editrt.methods.global_direction import GlobalDirection
+from editrt.methods.stylespace.deltaedit import DeltaEdit
+from editrt.methods.stylespace.global_direction import GlobalDirection
 from editrt.models.clip import load_clip
 from editrt.models.stylegan2 import StyleGAN2
 

@@ -10,8 +10,8 @@ import torch.nn.functional as F
 
 from editrt.config import FEUConfig
 from editrt.errors import InputError
-from editrt.methods import style_common as sc
-from editrt.methods.feu import FEU, svm_direction
+from editrt.methods import stylespace as sc
+from editrt.methods.stylespace.feu import FEU, svm_direction
 from editrt.models.clip import load_clip
 from editrt.models.stylegan2 import StyleGAN2
 

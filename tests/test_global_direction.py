@@ -12,8 +12,9 @@ import torch.nn.functional as F
 
 from editrt.config import GlobalDirectionConfig
 from editrt.errors import InputError, WeightsError
-from editrt.methods import style_common as sc
-from editrt.methods.global_direction import GlobalDirection
+from editrt.methods import stylespace as sc
+from editrt.methods.stylespace.global_direction import GlobalDirection
+from editrt.methods.stylespace.provenance import load_tensors
 from editrt.models.clip import load_clip
 from editrt.models.stylegan2 import StyleGAN2, StyleGAN2Config
 
@@ -183,7 +184,7 @@ def test_relevance_precompute_and_resume(tiny, tmp_path):
     with pytest.raises(InputError, match="resume"):
         sc.compute_relevance(G, clip, stats, n_images=1, batch_size=64, checkpoint=ckpt, progress=False,
                              stop_after=100, checkpoint_every_s=0)
-    partial, meta = sc._load_tensors(ckpt, "x")
+    partial, meta = load_tensors(ckpt, "x")
     assert int(partial["done"].sum()) == 100 and meta["complete"] is False
     with pytest.raises(WeightsError, match="unfinished"):
         sc.load_fs3(ckpt, G.layout.conv_total, clip.embed_dim)

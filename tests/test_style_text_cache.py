@@ -1,6 +1,6 @@
 import torch
 
-from editrt.methods import style_common as sc
+from editrt.methods import stylespace as sc
 from editrt.models.clip import load_clip
 
 

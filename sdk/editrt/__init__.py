@@ -21,10 +21,10 @@ _LAZY = {
     "EditResult": "editrt.methods.flexit",
     "StyleGAN2": "editrt.models.stylegan2",
     "StyleCode": "editrt.models.stylegan2",
-    "GlobalDirection": "editrt.methods.global_direction",
-    "FEU": "editrt.methods.feu",
-    "DeltaEdit": "editrt.methods.deltaedit",
-    "StyleEditResult": "editrt.methods.style_common",
+    "GlobalDirection": "editrt.methods.stylespace.global_direction",
+    "FEU": "editrt.methods.stylespace.feu",
+    "DeltaEdit": "editrt.methods.stylespace.deltaedit",
+    "StyleEditResult": "editrt.methods.stylespace",
     "ops": "editrt.ops",
 }
 

@@ -148,29 +148,29 @@ def cmd_style_edit(args) -> int:
     if args.method != "feu" and args.corpus is not None:
         raise InputError("--corpus applies to --method feu only")
     if args.beta is not None and args.beta != "auto":
-        from .methods.style_common import check_beta
+        from .methods.stylespace import check_beta
 
         check_beta(args.beta)
     if args.alpha is not None:
         from .config import STYLE_ALPHA_LIMIT
-        from .methods.style_common import as_strengths
+        from .methods.stylespace import as_strengths
 
         as_strengths(args.alpha, 0.0, limit=STYLE_ALPHA_LIMIT, what="alpha")
     cfg = _method_config(args)
     kw = _common_kwargs(args)
     common = dict(config=cfg, fs3=args.fs3, stats=args.stats, backend=args.backend, **kw)
     if args.method == "global":
-        from .methods.global_direction import GlobalDirection
+        from .methods.stylespace.global_direction import GlobalDirection
 
         editor = GlobalDirection(**common)
         run = lambda src: editor.edit(src, args.target, args.neutral, alpha=args.alpha, beta=args.beta)  # noqa: E731
     elif args.method == "feu":
-        from .methods.feu import FEU
+        from .methods.stylespace.feu import FEU
 
         editor = FEU(corpus=args.corpus, **common)
         run = lambda src: editor.edit(src, args.target, alpha=args.alpha, beta=args.beta, k=args.k)  # noqa: E731
     else:
-        from .methods.deltaedit import DeltaEdit
+        from .methods.stylespace.deltaedit import DeltaEdit
 
         editor = DeltaEdit(**common)
         run = lambda src: editor.edit(src, args.target, args.neutral, strength=args.alpha,  # noqa: E731
@@ -187,7 +187,7 @@ def cmd_relevance(args) -> int:
     import numpy as np
 
     from .config import GlobalDirectionConfig
-    from .methods.style_common import channel_stats_for, compute_relevance, default_batch, relevance_store_path
+    from .methods.stylespace import channel_stats_for, compute_relevance, default_batch, relevance_store_path
     from .models.clip import load_clip
     from .models.stylegan2 import StyleGAN2
 
@@ -233,7 +233,7 @@ def cmd_relevance(args) -> int:
 
 
 def cmd_corpus_build(args) -> int:
-    from .methods.style_common import build_corpus_from_folder, build_corpus_from_generator
+    from .methods.stylespace import build_corpus_from_folder, build_corpus_from_generator
     from .models.clip import load_clip
 
     out = args.output

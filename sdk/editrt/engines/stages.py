@@ -245,7 +245,7 @@ class StyleStages:
                                 injected="clip" in self.injected)
 
     def synthesize(self, generator, code) -> torch.Tensor:
-        from ..methods.style_common import generator_name
+        from ..methods.stylespace import generator_name
         from ..models.stylegan2 import SynthesisExport
 
         name = f"stylegan2/{generator_name(generator)}/synthesis"

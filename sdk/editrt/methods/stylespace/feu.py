@@ -21,11 +21,13 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..config import STYLE_ALPHA_LIMIT, FEUConfig
-from ..errors import InputError, NumericalError
+from ...config import STYLE_ALPHA_LIMIT, FEUConfig
+from ...errors import InputError, NumericalError
+from .corpus import CorpusIndex, build_corpus_from_generator
+from .editor import StyleEditor
 from .global_direction import DirectionMapper
-from .style_common import (CorpusIndex, StyleEditor, StyleEditResult, as_strengths,
-                           build_corpus_from_generator, template_embeddings)
+from .result import StyleEditResult, as_strengths
+from .text import template_embeddings
 
 log = logging.getLogger(__name__)
 

@@ -24,10 +24,13 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from ..config import STYLE_ALPHA_LIMIT, DeltaEditConfig
-from ..errors import InputError, WeightsError
-from ..models.delta_mapper import DeltaMapper, load_delta_mapper
-from .style_common import StyleEditor, StyleEditResult, as_strengths, relevance, text_direction
+from ...config import STYLE_ALPHA_LIMIT, DeltaEditConfig
+from ...errors import InputError, WeightsError
+from ...models.delta_mapper import DeltaMapper, load_delta_mapper
+from .directions import relevance
+from .editor import StyleEditor
+from .result import StyleEditResult, as_strengths
+from .text import text_direction
 
 log = logging.getLogger(__name__)
 

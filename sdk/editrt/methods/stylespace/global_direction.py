@@ -17,10 +17,13 @@ from typing import Sequence
 
 import torch
 
-from ..config import STYLE_ALPHA_LIMIT, GlobalDirectionConfig
-from ..errors import InputError
-from .style_common import (ChannelStats, StyleEditor, StyleEditResult, as_strengths, auto_beta, boundary,
-                           check_beta, split_delta, text_direction)
+from ...config import STYLE_ALPHA_LIMIT, GlobalDirectionConfig
+from ...errors import InputError
+from .directions import auto_beta, boundary, split_delta
+from .editor import StyleEditor
+from .result import StyleEditResult, as_strengths, check_beta
+from .stats import ChannelStats
+from .text import text_direction
 
 log = logging.getLogger(__name__)
 

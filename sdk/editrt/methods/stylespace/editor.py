@@ -1,0 +1,210 @@
+"""The editor base shared by global directions, FEU and DeltaEdit: generator, CLIP,
+relevance matrix, channel statistics, inversion and batched synthesis.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+import torch
+
+from ... import weights as W
+from ...errors import InputError, WeightsError
+from .identity import generator_fingerprint, generator_name
+from .relevance_matrix import check_fs3, compute_relevance, load_fs3
+from .result import check_images_finite, default_batch
+from .stats import ChannelStats, channel_stats_for
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ...models.stylegan2 import StyleCode, StyleGAN2
+
+log = logging.getLogger(__name__)
+
+
+def relevance_store_path(generator: "StyleGAN2", clip_name: str) -> Path:
+    """Where ``editrt relevance`` writes a computed matrix by default (EDITRT_HOME store)."""
+    return W.editrt_home() / "styleclip" / "relevance" / (
+        f"{generator_name(generator)}-{generator_fingerprint(generator)[:12]}-{clip_name}.safetensors")
+
+
+class StyleEditor:
+    """Generator + CLIP + relevance matrix + channel statistics, shared by the three methods.
+
+    generator: a :class:`StyleGAN2` or a config name (default ``config.generator``);
+    clip: a ClipNet or a CLIP name (default ``config.clip_model``); weights: a store folder or
+    ``{key: path}`` mapping (``weights.resolve``); random_init: seeded random weights for every
+    network (offline smoke runs); fs3 / stats: explicit relevance matrix (path or tensor) and
+    channel statistics (path or :class:`ChannelStats`).
+    """
+
+    method = "style"
+
+    def __init__(self, generator=None, clip=None, config=None, *, weights: W.WeightsArg = None,
+                 random_init: bool = False, seed: int = 0, device: str | torch.device = "cpu",
+                 fs3: torch.Tensor | str | os.PathLike | None = None, stats=None, download: bool = False,
+                 allow_pickle: bool = False, backend: str = "torch"):
+        from ...models.clip import ClipNet, load_clip
+        from ...models.stylegan2 import StyleGAN2
+
+        self.config = config
+        self.device = torch.device(device)
+        self.weights, self.random_init, self.seed = weights, random_init, seed
+        self._download, self._allow_pickle = download, allow_pickle
+        if isinstance(generator, StyleGAN2):
+            self.generator = generator
+        else:
+            self.generator = StyleGAN2.load(generator or config.generator, weights=weights, random_init=random_init,
+                                            seed=seed, device=self.device, allow_pickle=allow_pickle,
+                                            download=download)
+        if isinstance(clip, ClipNet):
+            self.clip = clip
+        else:
+            self.clip = load_clip(clip or config.clip_model, weights=weights, random_init=random_init, seed=seed,
+                                  device=self.device, download=download, allow_pickle=allow_pickle)
+        self._fs3_arg = fs3
+        self._fs3: torch.Tensor | None = None
+        self._stats_arg = stats
+        self._stats: ChannelStats | None = None
+        self._encoder = None
+        self.backend, self.stages = backend, None  # not torch: text, image, synthesis, e4e, mapper in engines
+        if backend != "torch":
+            from ...engines.stages import StyleStages
+
+            self.stages = StyleStages.for_editor(self, backend, injected=[
+                k for k, v in (("generator", generator), ("clip", clip)) if v is not None and not isinstance(v, str)])
+            self.generator, self.clip = self.stages.wrap_generator(self.generator), self.stages.wrap_clip(self.clip)
+
+    @property
+    def stats(self) -> ChannelStats:
+        """Channel statistics (``code_mean``/``code_std``): given, cached in the store, or computed once."""
+        if self._stats is None:
+            if isinstance(self._stats_arg, ChannelStats):
+                self._stats = self._stats_arg
+            else:
+                cfg = self.config
+                self._stats = channel_stats_for(
+                    self.generator, n=getattr(cfg, "stats_samples", 512 if self.random_init else 100_000),
+                    psi=getattr(cfg, "stats_psi", 0.7), cutoff=getattr(cfg, "stats_cutoff", 8),
+                    seed=getattr(cfg, "stats_seed", 5), path=self._stats_arg, cache=not self.random_init)
+        return self._stats
+
+    # -- relevance matrix ---------------------------------------------------------------------
+    @property
+    def fs3(self) -> torch.Tensor:
+        """The relevance matrix [C_conv, D] (loaded or computed on first use)."""
+        if self._fs3 is None:
+            self._fs3 = self._resolve_fs3().to(self.device)
+        return self._fs3
+
+    def _resolve_fs3(self) -> torch.Tensor:
+        conv_dim, dim = self.generator.layout.conv_total, self.clip.embed_dim
+        arg = self._fs3_arg
+        if isinstance(arg, torch.Tensor):
+            return check_fs3(arg.float().cpu(), conv_dim, dim)
+        if arg is not None:
+            return load_fs3(arg, conv_dim, dim)
+        name = generator_name(self.generator)
+        key = f"styleclip/{name}/fs3"
+        if key in W.known_files() and not self.random_init:
+            try:
+                return load_fs3(W.resolve(key, weights=self.weights, download=self._download), conv_dim, dim)
+            except WeightsError:
+                if not relevance_store_path(self.generator, self.clip.name).is_file():
+                    raise
+        computed = relevance_store_path(self.generator, self.clip.name)
+        if computed.is_file():
+            return load_fs3(computed, conv_dim, dim)
+        if self.random_init:
+            # Random networks: compute a small matrix in memory (seconds for the tiny generator).
+            n_images = getattr(self.config, "relevance_images", 1)
+            log.info("computing a relevance matrix for the random %s generator (%d images)", name, n_images)
+            return compute_relevance(self.generator, self.clip, self.stats, n_images=n_images,
+                                     batch_size=default_batch(self.generator), progress=False)
+        raise WeightsError(
+            f"no relevance matrix (fs3) for generator {name} with CLIP {self.clip.name}: expected "
+            f"{computed}. Compute one with `editrt relevance --generator {name}` or pass fs3=PATH.")
+
+    # -- inputs -------------------------------------------------------------------------------
+    @torch.no_grad()
+    def codes_from_seeds(self, seeds: Sequence[int] | int, *, psi: float = 0.7, cutoff: int | None = 8) -> "StyleCode":
+        """StyleCodes of generator samples: z = ``RandomState(seed).randn(1, D)`` per seed."""
+        seeds = [seeds] if isinstance(seeds, int) else list(seeds)
+        if not seeds:
+            raise InputError("give at least one seed")
+        z = torch.from_numpy(np.concatenate([np.random.RandomState(s).randn(1, self.generator.style_dim)
+                                             for s in seeds])).float().to(self.device)
+        return self.generator.styles_from_w(self.generator.mapping(z, psi=psi, cutoff=cutoff))
+
+    def _load_encoder(self):
+        if self._encoder is None:
+            from ...models.e4e import E4E_CONFIGS, Encoder4Editing
+
+            name = generator_name(self.generator).split("-")[0]  # ffhq-1024 -> ffhq
+            if name not in E4E_CONFIGS:
+                raise InputError(f"no e4e encoder exists for generator {generator_name(self.generator)}; "
+                                 f"real photos can be edited with {sorted(E4E_CONFIGS)} generators only. "
+                                 "Pass a StyleCode or W+ latents instead.")
+            self._encoder = Encoder4Editing.load(name, weights=self.weights, random_init=self.random_init,
+                                                 seed=self.seed, device=self.device, download=self._download,
+                                                 allow_pickle=self._allow_pickle)
+            if self._encoder.config.n_styles != self.generator.n_latent:
+                raise WeightsError(f"e4e {name} outputs {self._encoder.config.n_styles} W+ entries; the generator "
+                                   f"needs {self.generator.n_latent}")
+            if self.stages is not None:
+                self._encoder = self.stages.wrap_e4e(self._encoder)
+        return self._encoder
+
+    @torch.no_grad()
+    def encode(self, code_or_image) -> tuple["StyleCode", torch.Tensor | None]:
+        """StyleCode | W [B, D] | W+ [B, n_latent, D] | image (path, PIL, uint8 HxWx3 array,
+        float [3, H, W] in [0, 1], or a list of those) -> (StyleCode on the device, the e4e input
+        images [B, 3, 256, 256] in [-1, 1], or None for codes). Images are inverted with e4e
+        (aligned square face crops, as the reference)."""
+        from ...models.stylegan2 import StyleCode
+
+        if isinstance(code_or_image, StyleCode):
+            if code_or_image.layout != self.generator.layout:
+                raise InputError("the StyleCode belongs to another generator (different S-space layout)")
+            return code_or_image.to(self.device), None
+        g = self.generator
+        if isinstance(code_or_image, torch.Tensor) and (
+                code_or_image.ndim == 2 or tuple(code_or_image.shape[1:]) == (g.n_latent, g.style_dim)):
+            return g.styles_from_w(code_or_image.float().to(self.device)), None  # W or W+ (checked there)
+        from ...imageio import as_image_tensor
+        from ...models.e4e import preprocess
+
+        items = code_or_image if isinstance(code_or_image, (list, tuple)) else [code_or_image]
+        if not items:
+            raise InputError("no input given: pass a StyleCode, W/W+ latents or an image")
+        imgs = [as_image_tensor(x, what="input image") for x in items]  # validate before loading e4e
+        encoder = self._load_encoder()
+        size = encoder.config.input_size
+        x = torch.cat([preprocess(im[None], size=size) for im in imgs]).to(self.device)
+        return self.generator.styles_from_w(encoder(x)), x
+
+    # -- synthesis ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def synthesize(self, code: "StyleCode") -> torch.Tensor:
+        """Batched synthesis in chunks (memory bound at 1024 px). [B, 3, H, W] in ~[-1, 1]."""
+        step = default_batch(self.generator)
+        outs = [self.generator.synthesize(code[i:i + step]) for i in range(0, code.batch_size, step)]
+        return torch.cat(outs)
+
+    @torch.no_grad()
+    def _apply(self, code: "StyleCode", delta, strengths: tuple[float, ...]) -> tuple[torch.Tensor, list["StyleCode"], torch.Tensor]:
+        """s' = s + strength * delta for each strength; one batched synthesis for all of them.
+        ``delta`` is a StyleCode (batch 1 or B) or a conv-view tensor [B or 1, C_conv]."""
+        from ...models.stylegan2 import StyleCode
+
+        b = code.batch_size
+        edited = [code + k * delta if isinstance(delta, StyleCode) else code.add_conv_delta(delta, k)
+                  for k in strengths]
+        images = self.synthesize(StyleCode.cat([code] + edited))
+        check_images_finite(images, f"{self.method} edit")
+        source = images[:b]
+        out = images[b:].view(len(strengths), b, *images.shape[1:]).transpose(0, 1)
+        return out, edited, source
