@@ -10,6 +10,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import types
+import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -17,10 +20,78 @@ from .errors import InputError
 
 C = TypeVar("C", bound="ConfigBase")
 
+# Network names FlexITConfig accepts (models/clip.py CLIP_NAMES, models/vqgan.py VQGAN_CONFIGS,
+# models/lpips.py trunks; tests/test_config.py keeps them in step). Checked here so a typo fails
+# at construction, before any network loads.
+CLIP_NETWORKS = ("RN50", "RN101", "RN50x4", "RN50x16", "ViT-B-32", "ViT-B-16", "tiny")
+VQGAN_NAMES = ("vqgan_imagenet_f16_1024", "vqgan_imagenet_f16_16384", "tiny")
+LPIPS_NETS = ("vgg", "alex")
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _type_problem(value: Any, tp: Any) -> str | None:
+    """Why ``value`` does not fit the annotation ``tp`` (None when it fits). Floats must be finite;
+    bools are not accepted as numbers; tuples are checked element by element."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        problems = [_type_problem(value, t) for t in typing.get_args(tp)]
+        return None if any(p is None for p in problems) else f"expected {_type_name(tp)}, got {value!r}"
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, tuple):
+            return f"expected a list of {_type_name(args[0])}, got {type(value).__name__} {value!r}"
+        if len(args) == 2 and args[1] is Ellipsis:
+            args = (args[0],) * len(value)
+        elif len(args) != len(value):
+            return f"expected {len(args)} values, got {len(value)}: {list(value)!r}"
+        for v, t in zip(value, args):
+            problem = _type_problem(v, t)
+            if problem:
+                return problem
+        return None
+    if tp is type(None):
+        return None if value is None else f"expected null, got {value!r}"
+    if tp is bool:
+        return None if isinstance(value, bool) else f"expected true/false, got {type(value).__name__} {value!r}"
+    if tp is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        return None if ok else f"expected an integer, got {type(value).__name__} {value!r}"
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"expected a number, got {type(value).__name__} {value!r}"
+        return None if math.isfinite(value) else f"expected a finite number, got {value!r}"
+    if tp is str:
+        return None if isinstance(value, str) else f"expected text, got {type(value).__name__} {value!r}"
+    return None
+
+
+def _as_float(value: Any, tp: Any) -> Any:
+    """Integers given for float fields become floats (``lr: 1`` and ``lr: 1.0`` are one config)."""
+    if tp is float and isinstance(value, int):
+        return float(value)
+    if typing.get_origin(tp) is tuple and isinstance(value, tuple):
+        args = typing.get_args(tp)
+        args = (args[0],) * len(value) if len(args) == 2 and args[1] is Ellipsis else args
+        return tuple(_as_float(v, t) for v, t in zip(value, args))
+    return value
+
 
 @dataclasses.dataclass(frozen=True)
 class ConfigBase:
     """Serialisation shared by every method config."""
+
+    def __post_init__(self) -> None:
+        """Type-check every field against its annotation; the subclasses then check ranges."""
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            value, tp = getattr(self, f.name), hints[f.name]
+            problem = _type_problem(value, tp)
+            if problem:
+                raise InputError(f"{type(self).__name__}.{f.name}: {problem}")
+            object.__setattr__(self, f.name, _as_float(value, tp))
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
@@ -36,8 +107,9 @@ class ConfigBase:
         return cls(**kwargs)
 
     @classmethod
-    def from_file(cls: type[C], path: str | Path) -> C:
-        """Load from a JSON or YAML file; a top-level ``preset`` key starts from that preset."""
+    def from_file(cls: type[C], path: str | Path, *, default: C | None = None) -> C:
+        """Load from a JSON or YAML file; a top-level ``preset`` key starts from that preset,
+        otherwise the file's options apply on top of ``default`` (the class defaults when None)."""
         path = Path(path)
         try:
             text = path.read_text()
@@ -55,8 +127,10 @@ class ConfigBase:
         if not isinstance(data, dict):
             raise InputError(f"config file {path} must hold a mapping of option -> value")
         preset = data.pop("preset", None)
-        base = cls.preset(preset) if preset else cls()
-        return base.replace(**data)
+        if preset is not None and not isinstance(preset, str):
+            raise InputError(f"config file {path}: preset must be a name, got {preset!r}")
+        base = cls.preset(preset) if preset else (default if default is not None else cls())
+        return base.replace(**{str(k): v for k, v in data.items()})
 
     @classmethod
     def preset(cls: type[C], name: str) -> C:
@@ -120,15 +194,28 @@ class FlexITConfig(ConfigBase):
     compile: str = "off"  # "off" | "compile" (torch.compile) | "cuda_graph"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not self.clip_models:
             raise InputError("FlexITConfig.clip_models must name at least one CLIP network")
+        unknown = [n for n in self.clip_models if n.replace("/", "-") not in CLIP_NETWORKS]
+        if unknown:
+            raise InputError(f"FlexITConfig.clip_models: unknown CLIP network(s) {unknown}; "
+                             f"known: {', '.join(CLIP_NETWORKS)}")
+        for name, value, known in (("vqgan", self.vqgan, VQGAN_NAMES), ("lpips_net", self.lpips_net, LPIPS_NETS)):
+            if value not in known:
+                raise InputError(f"FlexITConfig.{name}: unknown network {value!r}; known: {', '.join(known)}")
         checks = {
-            "steps": self.steps >= 0,
+            "steps": 0 <= self.steps <= 100_000,
             "image_size": 16 <= self.image_size <= 1024 and self.image_size % 16 == 0,
-            "lr": self.lr > 0,
+            # each step moves z by lr * ||z0||: beyond 1 the first steps leave the codebook's range
+            "lr": 0 < self.lr <= 1.0,
+            "target_coef": abs(self.target_coef) <= 100,
+            "image_coef": abs(self.image_coef) <= 100,
+            "source_coef": abs(self.source_coef) <= 100,
+            "snapshot_steps": all(s >= 0 for s in self.snapshot_steps),
             "n_augment": self.n_augment >= 1,
-            "lpips_weight": self.lpips_weight >= 0,
-            "latent_weight": self.latent_weight >= 0,
+            "lpips_weight": 0 <= self.lpips_weight <= 1e3,
+            "latent_weight": 0 <= self.latent_weight <= 1e3,
             "crop_scale": 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1,
             "crop_ratio": 0 < self.crop_ratio[0] <= self.crop_ratio[1],
             "rotation_degrees": 0 <= self.rotation_degrees <= 180,
@@ -162,8 +249,6 @@ class FlexITConfig(ConfigBase):
 
 
 # --- StyleGAN2 direction edits (issue 3): StyleCLIP global directions, StyleCLIP-FEU, DeltaEdit ---
-
-import math  # noqa: E402 - this section is appended to the file
 
 def _style_checks(name: str, checks: dict[str, bool], obj: Any) -> None:
     bad = [k for k, ok in checks.items() if not ok]
@@ -200,6 +285,7 @@ class GlobalDirectionConfig(ConfigBase):
     relevance_sigma: float = 5.0  # channel set to mean +- sigma * std
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         lo, hi, step = self.auto_beta_range
         _style_checks(type(self).__name__, {
             "alpha": math.isfinite(self.alpha) and abs(self.alpha) <= STYLE_ALPHA_LIMIT,
@@ -258,6 +344,7 @@ class FEUConfig(ConfigBase):
     relevance_images: int = 100
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         lo, hi, step = self.auto_beta_range
         _style_checks(type(self).__name__, {
             "alpha": math.isfinite(self.alpha) and abs(self.alpha) <= STYLE_ALPHA_LIMIT,
@@ -293,6 +380,7 @@ class DeltaEditConfig(ConfigBase):
     relevance_images: int = 100  # only used when a relevance matrix must be computed
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         _style_checks(type(self).__name__, {
             "threshold": math.isfinite(self.threshold) and 0.0 <= self.threshold < 2.0,
             "strength": math.isfinite(self.strength) and abs(self.strength) <= STYLE_ALPHA_LIMIT,
