@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 
 from .config import FlexITConfig  # noqa: E402
 from .errors import (  # noqa: E402
-    BackendUnavailable, EditrtError, EngineError, InputError, NumericalError, WeightsError)
+    BackendUnavailable, EditrtError, EngineError, InputError, NumericalError, OutputError, WeightsError)
 
 # Heavy entry points load on first use so `import editrt` stays cheap.
 _LAZY = {
@@ -37,4 +37,4 @@ def __getattr__(name: str):
 
 
 __all__ = ["FlexITConfig", "EditrtError", "InputError", "WeightsError", "NumericalError",
-           "EngineError", "BackendUnavailable", *_LAZY]
+           "EngineError", "BackendUnavailable", "OutputError", *_LAZY]

@@ -2,21 +2,28 @@
 
 Exit codes (stable, for scripts): 0 success; 1 unexpected internal error; 2 bad input or usage
 (image, prompt, option, config); 3 missing or mismatched checkpoint; 4 non-finite values
-(NaN/inf); 5 stale, foreign or corrupt engine artifact; 6 backend unavailable; 130 interrupted.
+(NaN/inf); 5 stale, foreign or corrupt engine artifact; 6 backend unavailable (no such device,
+missing runtime); 7 an output cannot be written (disk full, read-only, no permission);
+130 interrupted (SIGINT/SIGTERM).
+
+Every input is checked before any network loads, so a bad path or option answers in well under a
+second; torch, open_clip and onnx are imported only by the commands that run models.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
 
 from . import __version__
-from .errors import EditrtError, InputError
+from .errors import BackendUnavailable, EditrtError, InputError, OutputError
 
 log = logging.getLogger("editrt")
 
@@ -29,10 +36,69 @@ RANDOM_WEIGHTS_WARNING = (
     "or pass --weights-dir DIR.")
 
 
+SEED_MAX = 2**32 - 1  # numpy RandomState (StyleGAN2 samples) takes seeds in [0, 2**32)
+
+
+def int_at_least(minimum: int):
+    """argparse type: an integer >= ``minimum`` (so 0 or -1 never reach the code as nonsense)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
+def seed(text: str) -> int:
+    """argparse type: a seed in [0, 2**32 - 1]."""
+    value = int_at_least(0)(text)
+    if value > SEED_MAX:
+        raise argparse.ArgumentTypeError(f"seeds range over 0..{SEED_MAX}, got {value}")
+    return value
+
+
+def check_device(device: str) -> str:
+    """Validate ``--device`` before any network loads: a device string torch knows (InputError,
+    exit 2) that exists on this machine (BackendUnavailable, exit 6)."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise InputError(f"--device {device!r} is not a device; use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise BackendUnavailable(f"--device {device}: backend unavailable, no CUDA device on this machine "
+                                     "(torch.cuda.is_available() is False); use --device cpu")
+        if dev.index is not None and dev.index >= count:
+            raise BackendUnavailable(f"--device {device}: backend unavailable, this machine has {count} "
+                                     f"CUDA device(s) (cuda:0..cuda:{count - 1})")
+    elif dev.type != "cpu":
+        backend = getattr(torch, dev.type, None)
+        if backend is None or not getattr(backend, "is_available", lambda: False)():
+            raise BackendUnavailable(f"--device {device}: backend unavailable ({dev.type} is not available here)")
+    return device
+
+
+def check_texts(**texts: str | None) -> None:
+    """Prompts must be non-empty, and a source must differ from its target (else nothing to edit)."""
+    for name, text in texts.items():
+        if text is not None and not text.strip():
+            raise InputError(f"--{name} is empty; describe the image in a few words")
+    src, tgt = texts.get("source") or texts.get("neutral"), texts.get("target")
+    if src is not None and tgt is not None and src.strip().lower() == tgt.strip().lower():
+        raise InputError(f"source and target text are both {tgt.strip()!r}: there is nothing to edit")
+
+
 def _add_weights_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights-dir", type=Path, help="folder laid out like the EDITRT_HOME store")
     p.add_argument("--random-weights", action="store_true",
-                   help="seeded random weights (offline smoke run; no meaningful edit)")
+                   help="seeded random weights of the tiny networks (offline smoke run; no meaningful edit)")
     p.add_argument("--download", action="store_true", help="download missing checkpoints from their public source")
     p.add_argument("--allow-pickle", action="store_true",
                    help="allow checkpoints that need full unpickling (executes code: trusted files only)")
@@ -46,36 +112,36 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("edit", help="FlexIT edit of an image from a source -> target text pair")
-    p.add_argument("image", type=Path)
+    p.add_argument("image", type=Path, help="input photo (any format Pillow reads; never modified)")
     p.add_argument("--source", required=True, help="text describing the input (e.g. 'cat')")
     p.add_argument("--target", required=True, help="text describing the wanted output (e.g. 'dog')")
     p.add_argument("-o", "--output", required=True, type=Path, help="output image (.png, .jpg, ...)")
-    p.add_argument("--steps", type=int, help="number of updates (default: config, 160)")
+    p.add_argument("--steps", type=int_at_least(0), help="number of updates (default: config, 160)")
     p.add_argument("--config", type=Path, help="FlexITConfig overrides as JSON or YAML")
     p.add_argument("--preset", help="start from a named FlexITConfig preset (paper, tiny, reference_final, ...)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed, default=0, help="seed of the augmentations and random weights (default 0)")
     p.add_argument("--report", type=Path, help="write a JSON report (losses per step, timings) here")
     p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime", "tensorrt"],
                    help="runtime of the one-time encoders and the final decode")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_weights_args(p)
     p.set_defaults(func=cmd_edit)
 
     p = sub.add_parser("demo", help="the embedded default: edit the bundled sample offline")
-    p.add_argument("-o", "--output-dir", type=Path, default=Path("demo_out"))
-    p.add_argument("--steps", type=int, help="number of updates")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-o", "--output-dir", type=Path, default=Path("demo_out"), help="folder of the results")
+    p.add_argument("--steps", type=int_at_least(0), help="number of updates")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the edit (default 0)")
     p.add_argument("--random-weights", action="store_true",
                    help="use tiny random networks even when the trained toy models are available")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("weights", help="list the checkpoints editrt knows, found or missing")
-    p.add_argument("--weights-dir", type=Path)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--weights-dir", type=Path, help="folder laid out like the EDITRT_HOME store")
+    p.add_argument("--json", action="store_true", help="print the list as JSON")
     p.set_defaults(func=cmd_weights)
 
     p = sub.add_parser("doctor", help="report kernels, devices and library versions")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_doctor)
 
     for name in _PLUGINS:
@@ -90,32 +156,50 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _flexit_config(args):
+    """The run's FlexITConfig: --preset, else tiny with --random-weights, else the paper's;
+    then the --config file (whose own ``preset`` key, if any, must agree with --preset)."""
     from .config import FlexITConfig
 
-    cfg = FlexITConfig.preset(args.preset) if getattr(args, "preset", None) else FlexITConfig()
-    if getattr(args, "config", None):
-        file_cfg = FlexITConfig.from_file(args.config)
-        cfg = file_cfg if not args.preset else cfg.replace(**{
-            k: v for k, v in file_cfg.to_dict().items() if v != FlexITConfig().to_dict()[k]})
-    if args.random_weights and not args.preset and not args.config:
-        cfg = FlexITConfig.preset("tiny")  # random weights: the tiny networks, fast and offline
+    if args.preset:
+        base = FlexITConfig.preset(args.preset)
+    else:  # random weights: the tiny networks (fast, offline) unless a preset says otherwise
+        base = FlexITConfig.preset("tiny") if args.random_weights else FlexITConfig()
+    if not getattr(args, "config", None):
+        return base
+    cfg = FlexITConfig.from_file(args.config, default=base)
+    if args.preset:  # the file's non-default options go on top of the command-line preset
+        defaults = FlexITConfig().to_dict()
+        cfg = base.replace(**{k: v for k, v in cfg.to_dict().items() if v != defaults[k]})
     return cfg
+
+
+def describe_networks(cfg, random_weights: bool) -> str:
+    """One line naming the networks a FlexIT run builds (so a full-size build is never silent)."""
+    kind = "seeded random weights" if random_weights else "checkpoints"
+    return (f"networks: CLIP {', '.join(cfg.clip_models)}; VQGAN {cfg.vqgan}; LPIPS {cfg.lpips_net} "
+            f"({kind}, {cfg.image_size} px, {cfg.steps} steps)")
 
 
 def cmd_edit(args) -> int:
     from . import imageio
-    from .methods.flexit import FlexIT
 
-    out = imageio.check_output_path(args.output, inputs=(args.image,))
+    check_texts(source=args.source, target=args.target)
+    out = imageio.check_output_path(args.output, inputs=(args.image, args.config))
     if args.report is not None:
-        imageio.check_output_path(args.report.with_suffix(".png"))  # folder checks
+        imageio.check_output_path(args.report, inputs=(args.image, args.config), others=(out,), image=False)
     imageio.load_image(args.image)  # validate before loading any network
     cfg = _flexit_config(args)
+    check_device(args.device)
+    print(describe_networks(cfg.replace(steps=args.steps) if args.steps is not None else cfg, args.random_weights),
+          file=sys.stderr)
+    from .methods.flexit import FlexIT
+
     editor = FlexIT(cfg, device=args.device, weights=args.weights_dir, random_init=args.random_weights,
                     seed=args.seed, download=args.download, allow_pickle=args.allow_pickle,
                     backend=args.backend)
     result = editor.edit(args.image, args.source, args.target, steps=args.steps, seed=args.seed,
                          progress=not args.no_progress)
+    imageio.check_not_degenerate(result.images[0], what="the edited image")
     result.save(out)
     report = result.report()
     report["random_weights"] = bool(args.random_weights)
@@ -164,17 +248,29 @@ def cmd_weights(args) -> int:
 
 
 def cmd_doctor(args) -> int:
-    from .doctor import collect
+    from .doctor import collect, format_report
 
     info = collect()
-    if args.json:
-        print(json.dumps(info, indent=2, default=str))
-    else:
-        for section, values in info.items():
-            print(f"{section}:")
-            for k, v in (values.items() if isinstance(values, dict) else [("", values)]):
-                print(f"  {k}: {v}" if k else f"  {v}")
+    print(json.dumps(info, indent=2, default=str) if args.json else format_report(info))
     return 0
+
+
+_DISK_ERRNOS = {errno.ENOSPC: "the disk is full", errno.EROFS: "the file system is read-only",
+                errno.EACCES: "permission denied", errno.EPERM: "permission denied",
+                errno.EDQUOT: "the disk quota is exceeded", errno.EFBIG: "the file is too large for the file system"}
+
+
+def _output_error(exc: OSError) -> OutputError | None:
+    """A one-line OutputError for the OSErrors of writing (full/read-only disk), else None."""
+    why = _DISK_ERRNOS.get(exc.errno)
+    if why is None:
+        return None
+    where = f" {exc.filename}" if exc.filename else ""
+    return OutputError(f"cannot write{where}: {why} ({exc.strerror or exc}); nothing partial was kept")
+
+
+def _terminate_as_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -182,20 +278,42 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():  # SIGTERM ends runs like Ctrl-C
+        previous_term = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+    else:
+        previous_term = None
     t0 = time.perf_counter()
     try:
         return int(args.func(args) or 0)
     except EditrtError as exc:
         print(f"editrt: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except BrokenPipeError:  # `editrt weights --json | head`: the reader left, not an error of ours
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return 0
+    except OSError as exc:
+        err = _output_error(exc)
+        if err is None:
+            raise
+        print(f"editrt: error: {err}", file=sys.stderr)
+        return err.exit_code
     except KeyboardInterrupt:
         print("editrt: interrupted", file=sys.stderr)
         return 130
     finally:
+        if previous_term is not None:
+            signal.signal(signal.SIGTERM, previous_term)
         log.debug("command took %.2f s", time.perf_counter() - t0)
 
 
-__all__ = ["main", "build_parser", "InputError"]
+__all__ = ["main", "build_parser", "InputError", "check_device", "check_texts", "int_at_least", "seed"]
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -43,6 +43,23 @@ def _weights_args(p: argparse.ArgumentParser) -> None:
     _add_weights_args(p)
 
 
+def _int_at_least(minimum: int):
+    from .cli import int_at_least
+
+    return int_at_least(minimum)
+
+
+def _seed(text: str) -> int:
+    from .cli import seed
+
+    return seed(text)
+
+
+def _sidecar(out: Path) -> Path:
+    """The ``<output>.json`` metadata file StyleEditResult.save writes next to the grid."""
+    return out.with_suffix(out.suffix + ".json")
+
+
 def _network_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--generator", help="StyleGAN2 config name (default: ffhq-1024; tiny with --random-weights)")
     p.add_argument("--clip", help="CLIP model (default: ViT-B-32; tiny with --random-weights)")
@@ -53,7 +70,7 @@ def add_subcommands(sub) -> None:
     p.add_argument("--method", choices=METHODS, default="global")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--image", type=Path, help="aligned face photo (inverted with e4e)")
-    src.add_argument("--seed", type=int, help="edit the generator sample of this seed (psi 0.7)")
+    src.add_argument("--seed", type=_seed, help="edit the generator sample of this seed (psi 0.7; 0..2**32-1)")
     p.add_argument("--target", required=True, help="text of the wanted result ('smiling face')")
     p.add_argument("--neutral", help="text of the unedited image (global/deltaedit; default 'face')")
     p.add_argument("--alpha", type=_floats, help="strength(s), comma-separated (global/feu: alpha; deltaedit: "
@@ -63,7 +80,7 @@ def add_subcommands(sub) -> None:
     p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime", "tensorrt"],
                    help="runtime of text encoder, synthesis, e4e and mapper (artifacts built on first use "
                         "into $EDITRT_ENGINES or ./engines)")
-    p.add_argument("--k", type=int, help="FEU: positives/negatives retrieved (default 100)")
+    p.add_argument("--k", type=_int_at_least(1), help="FEU: positives/negatives retrieved (default 100)")
     p.add_argument("--corpus", type=Path, help="FEU corpus index (editrt corpus build)")
     p.add_argument("--fs3", type=Path, help="relevance matrix (.npy 6048x512 or editrt .safetensors)")
     p.add_argument("--stats", type=Path, help="channel statistics file (default: computed once, cached)")
@@ -75,11 +92,15 @@ def add_subcommands(sub) -> None:
     p = sub.add_parser("relevance", help="compute the StyleCLIP relevance matrix fs3 of a generator (resumable)")
     _network_args(p)
     p.add_argument("-o", "--output", type=Path,
-                   help="output .safetensors (also the resume checkpoint) or .npy; default: the EDITRT_HOME store")
-    p.add_argument("--images", type=int, help="images per channel (default 100; 1 with --random-weights)")
-    p.add_argument("--stats-samples", type=int, help="samples of the channel statistics (default 100000)")
-    p.add_argument("--batch-size", type=int, help="images per synthesis call")
-    p.add_argument("--no-progress", action="store_true")
+                   help="output .safetensors or .npy (default: the EDITRT_HOME store); until it is complete the "
+                        "resume checkpoint is kept beside it as OUTPUT.partial.safetensors")
+    p.add_argument("--images", type=_int_at_least(1), help="images per channel (default 100; 1 with --random-weights)")
+    p.add_argument("--stats-samples", type=_int_at_least(2), help="samples of the channel statistics (default 100000)")
+    p.add_argument("--batch-size", type=_int_at_least(1), help="images per synthesis call")
+    p.add_argument("--checkpoint-every", type=_int_at_least(1), default=None, metavar="ROWS",
+                   help="save the resume checkpoint at least every ROWS rows (default 64; also every 60 s, "
+                        "and on Ctrl-C / SIGTERM)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _weights_args(p)
     p.set_defaults(func=cmd_relevance)
 
@@ -88,11 +109,11 @@ def add_subcommands(sub) -> None:
     b = csub.add_parser("build", help="CLIP-embed an image folder or generator samples into an index")
     srcs = b.add_mutually_exclusive_group(required=True)
     srcs.add_argument("--folder", type=Path, help="folder of images (recursive)")
-    srcs.add_argument("--samples", type=int, help="number of generator samples (keeps their S codes)")
-    b.add_argument("--seed", type=int, default=0, help="seed of the generator samples")
+    srcs.add_argument("--samples", type=_int_at_least(1), help="number of generator samples (keeps their S codes)")
+    b.add_argument("--seed", type=_seed, default=0, help="seed of the generator samples")
     _network_args(b)
     b.add_argument("-o", "--output", required=True, type=Path, help="index file (.safetensors)")
-    b.add_argument("--no-progress", action="store_true")
+    b.add_argument("--no-progress", action="store_true", help="no progress bar")
     _weights_args(b)
     b.set_defaults(func=cmd_corpus_build)
 
@@ -129,8 +150,15 @@ def _method_config(args):
 
 def cmd_style_edit(args) -> int:
     from . import imageio
+    from .cli import check_device, check_texts
 
-    out = imageio.check_output_path(args.output, inputs=(args.image,) if args.image else ())
+    check_texts(target=args.target, neutral=args.neutral)
+    inputs = tuple(p for p in (args.image, args.corpus, args.fs3, args.stats) if p is not None)
+    out = imageio.check_output_path(args.output, inputs=inputs)
+    imageio.check_output_path(_sidecar(out), inputs=inputs, image=False)
+    for what, path in (("--fs3", args.fs3), ("--stats", args.stats)):
+        if path is not None and not path.is_file():
+            raise InputError(f"{what} {path} does not exist or is not a file")
     if args.image is not None:
         imageio.load_image(args.image)  # validate before loading any network
     if args.method != "feu" and args.k is not None:
@@ -157,6 +185,7 @@ def cmd_style_edit(args) -> int:
 
         as_strengths(args.alpha, 0.0, limit=STYLE_ALPHA_LIMIT, what="alpha")
     cfg = _method_config(args)
+    check_device(args.device)
     kw = _common_kwargs(args)
     common = dict(config=cfg, fs3=args.fs3, stats=args.stats, backend=args.backend, **kw)
     if args.method == "global":
@@ -183,38 +212,54 @@ def cmd_style_edit(args) -> int:
     return 0
 
 
-def cmd_relevance(args) -> int:
-    import numpy as np
+def partial_path(out: Path) -> Path:
+    """Where ``editrt relevance`` keeps the resume checkpoint of ``out`` until it is complete."""
+    return out.with_name(out.name + ".partial.safetensors")
 
+
+def cmd_relevance(args) -> int:
+    from .cli import check_device
     from .config import GlobalDirectionConfig
-    from .methods.stylespace import channel_stats_for, compute_relevance, default_batch, relevance_store_path
-    from .models.clip import load_clip
-    from .models.stylegan2 import StyleGAN2
+    from .imageio import check_output_path
 
     cfg = GlobalDirectionConfig.preset("tiny") if args.random_weights else GlobalDirectionConfig()
     gen_name, clip_name = _names(args)
     n_images = args.images if args.images is not None else cfg.relevance_images
     stats_n = args.stats_samples if args.stats_samples is not None else cfg.stats_samples
-    if n_images < 1 or stats_n < 2:
-        raise InputError("--images must be >= 1 and --stats-samples >= 2")
-    if args.output is not None and args.output.suffix not in (".npy", ".safetensors"):
-        raise InputError(f"output {args.output}: use a .safetensors (resumable) or .npy file")
-    if args.output is not None and not args.output.parent.exists():
-        raise InputError(f"output folder {args.output.parent} does not exist")
+    if args.output is not None:
+        check_output_path(args.output, image=False)
+        if args.output.suffix not in (".npy", ".safetensors"):
+            raise InputError(f"output {args.output}: use a .safetensors or .npy file")
+    check_device(args.device)
+
+    import numpy as np
+
+    from .methods.stylespace import channel_stats_for, compute_relevance, default_batch, relevance_store_path
+    from .methods.stylespace.relevance_matrix import CHECKPOINT_EVERY_ROWS, RelevanceInterrupted
+    from .models.clip import load_clip
+    from .models.stylegan2 import StyleGAN2
+
     kw = _common_kwargs(args)
     G = StyleGAN2.load(gen_name or cfg.generator, weights=kw["weights"], random_init=kw["random_init"],
                        device=kw["device"], download=kw["download"], allow_pickle=kw["allow_pickle"])
     clip = load_clip(clip_name or cfg.clip_model, weights=kw["weights"], random_init=kw["random_init"],
                      device=kw["device"], download=kw["download"], allow_pickle=kw["allow_pickle"])
     out = args.output or relevance_store_path(G, clip.name)
-    ckpt = out if out.suffix == ".safetensors" else out.with_name(out.name + ".partial.safetensors")
+    ckpt = partial_path(out)  # the final path only ever holds a complete matrix
     stats = channel_stats_for(G, n=stats_n, psi=cfg.stats_psi, cutoff=cfg.stats_cutoff, seed=cfg.stats_seed,
                               cache=not args.random_weights)
-    fs3 = compute_relevance(G, clip, stats, n_images=n_images, sigma=cfg.relevance_sigma, seed=cfg.stats_seed,
-                            psi=cfg.stats_psi, cutoff=cfg.stats_cutoff,
-                            batch_size=args.batch_size or default_batch(G), checkpoint=ckpt,
-                            progress=not args.no_progress)
-    if out.suffix == ".npy":
+    try:
+        fs3 = compute_relevance(G, clip, stats, n_images=n_images, sigma=cfg.relevance_sigma, seed=cfg.stats_seed,
+                                psi=cfg.stats_psi, cutoff=cfg.stats_cutoff,
+                                batch_size=args.batch_size or default_batch(G), checkpoint=ckpt,
+                                checkpoint_every_rows=args.checkpoint_every or CHECKPOINT_EVERY_ROWS,
+                                progress=not args.no_progress)
+    except RelevanceInterrupted as exc:
+        print(f"editrt: {exc}", file=sys.stderr)
+        return 130
+    if out.suffix == ".safetensors":
+        os.replace(ckpt, out)  # complete: the checkpoint (fs3 + provenance) becomes the result
+    else:
         fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part")
         try:
             with os.fdopen(fd, "wb") as f:
@@ -233,14 +278,18 @@ def cmd_relevance(args) -> int:
 
 
 def cmd_corpus_build(args) -> int:
+    from .cli import check_device
+    from .imageio import check_output_path
+
+    out = check_output_path(args.output, image=False)
+    if out.suffix != ".safetensors":
+        raise InputError(f"corpus index {out}: use a .safetensors file name")
+    if args.folder is not None and not args.folder.is_dir():
+        raise InputError(f"--folder {args.folder} is not a folder")
+    check_device(args.device)
     from .methods.stylespace import build_corpus_from_folder, build_corpus_from_generator
     from .models.clip import load_clip
 
-    out = args.output
-    if out.suffix != ".safetensors":
-        raise InputError(f"corpus index {out}: use a .safetensors file name")
-    if not out.parent.exists():
-        raise InputError(f"output folder {out.parent} does not exist")
     gen_name, clip_name = _names(args)
     kw = _common_kwargs(args)
     clip = load_clip(clip_name or "ViT-B-32", weights=kw["weights"], random_init=kw["random_init"],
@@ -250,8 +299,6 @@ def cmd_corpus_build(args) -> int:
     else:
         from .models.stylegan2 import StyleGAN2
 
-        if args.samples < 1:
-            raise InputError(f"--samples must be >= 1, got {args.samples}")
         G = StyleGAN2.load(gen_name or "ffhq-1024", weights=kw["weights"], random_init=kw["random_init"],
                            device=kw["device"], download=kw["download"], allow_pickle=kw["allow_pickle"])
         index = build_corpus_from_generator(clip, G, args.samples, seed=args.seed, progress=not args.no_progress)

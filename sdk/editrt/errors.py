@@ -37,3 +37,9 @@ class BackendUnavailable(EditrtError):
     """A requested backend (onnxruntime provider, TensorRT, CUDA) is not installed or has no device."""
 
     exit_code = 6
+
+
+class OutputError(EditrtError, OSError):
+    """An output cannot be written: disk full, read-only file system, no permission."""
+
+    exit_code = 7

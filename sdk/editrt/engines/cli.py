@@ -27,6 +27,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=None, help="artifact store folder (default $EDITRT_ENGINES or ./engines)")
     p.add_argument("--weights-dir", type=Path, help="folder laid out like the EDITRT_HOME store")
     p.add_argument("--random-weights", action="store_true", help="seeded random weights (smoke runs)")
+    p.add_argument("--download", action="store_true",
+                   help="download the models' missing checkpoints from their public source before exporting")
     p.add_argument("--seed", type=int, default=0, help="seed of --random-weights")
     p.add_argument("--device", default="cuda", help="GPU the TensorRT plans are built for (default cuda)")
     p.add_argument("--force", action="store_true", help="rebuild even valid artifacts")
@@ -38,15 +40,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run_export(models: Sequence[str], *, precisions: Sequence[str] = ("fp32",), backend: str = "onnxruntime",
                out: Path | None = None, weights=None, random_weights: bool = False, seed: int = 0,
                device: str = "cuda", force: bool = False, verify: bool = True,
-               list_only: bool = False) -> list[dict[str, Any]]:
-    """Build every (spec, precision) artifact; return one row per artifact."""
+               list_only: bool = False, download: bool = False) -> list[dict[str, Any]]:
+    """Build every (spec, precision) artifact; return one row per artifact.
+
+    ``download`` fetches each spec's missing checkpoints first (as ``editrt edit --download``).
+    Export loads checkpoints weights-only: a checkpoint that needs unpickling is refused.
+    """
+    from ..errors import InputError, WeightsError
     from .build import artifact_key, build_onnx, build_plan, resolve_models
     from .store import ArtifactStore
 
+    if out is not None and Path(out).exists() and not Path(out).is_dir():
+        raise InputError(f"--out {out} is a file; the artifact store is a folder")
+    names = resolve_models(models)
+    if download and not random_weights and not list_only:
+        _download_checkpoints(names, weights)
     store = ArtifactStore(out)
     rows = []
     kind = "plan" if backend == "tensorrt" else "onnx"
-    for name in resolve_models(models):
+    for name in names:
         for precision in precisions:
             row: dict[str, Any] = {"spec": name, "precision": precision, "kind": kind}
             kw = dict(store=store, precision=precision, weights=weights, random_init=random_weights, seed=seed,
@@ -58,8 +70,11 @@ def run_export(models: Sequence[str], *, precisions: Sequence[str] = ("fp32",), 
                 rows.append(row)
                 continue
             t0 = time.perf_counter()
-            art = (build_plan(name, device=device, **kw) if kind == "plan"
-                   else build_onnx(name, verify=verify, **kw))
+            try:
+                art = (build_plan(name, device=device, **kw) if kind == "plan"
+                       else build_onnx(name, verify=verify, **kw))
+            except WeightsError as exc:
+                raise WeightsError(_export_hint(str(exc))) from None
             row.update(path=str(art.path), seconds=round(time.perf_counter() - t0, 1),
                        size_mb=round(sum(p.stat().st_size for p in art.files.values()) / 2**20, 2),
                        drift=(art.report.get("drift_vs_torch_fp32") or {}).get("max"))
@@ -67,10 +82,32 @@ def run_export(models: Sequence[str], *, precisions: Sequence[str] = ("fp32",), 
     return rows
 
 
+def _download_checkpoints(specs: Sequence[str], weights) -> None:
+    """Fetch every known checkpoint of ``specs`` that is missing (the ones without a source are
+    left for the build to report)."""
+    from .. import weights as W
+    from ..errors import WeightsError
+    from .store import checkpoint_keys
+
+    for key in sorted({k for name in specs for k in checkpoint_keys(name)}):
+        try:
+            W.resolve(key, weights=weights, download=True)
+        except WeightsError as exc:
+            log.info("not downloaded: %s", exc)
+
+
+def _export_hint(message: str) -> str:
+    """Checkpoint messages name the options of the editing commands; say what export accepts."""
+    message = message.replace("pass allow_pickle=True (CLI: --allow-pickle)",
+                              "convert it to .safetensors first (export reads checkpoints weights-only)")
+    return message.replace("(or call with download=True / --download)", "(or pass --download)")
+
+
 def cmd_export(args) -> int:
     rows = run_export(args.models, precisions=args.precision, backend=args.backend, out=args.out,
                       weights=args.weights_dir, random_weights=args.random_weights, seed=args.seed,
-                      device=args.device, force=args.force, verify=not args.no_verify, list_only=args.list)
+                      device=args.device, force=args.force, verify=not args.no_verify, list_only=args.list,
+                      download=args.download)
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0

@@ -6,12 +6,25 @@
 The CLI is ``editrt evaluate`` (:mod:`editrt.eval.cli`).
 """
 
-from .metrics import FeatureStats, ReferenceStats, csfid, sfid
-from .protocol import evaluate, format_table, summarize
-from .queries import Query, load_queries, read_queries, target_class_ids
-from .runners import CopyRunner, EncodeRunner, FlexITRunner, FunctionRunner, RetrieveRunner, Runner
-from .worlds import ImageNetWorld, ToyWorld, World
+from __future__ import annotations
 
-__all__ = ["evaluate", "format_table", "summarize", "Query", "load_queries", "read_queries", "target_class_ids",
-           "FeatureStats", "ReferenceStats", "sfid", "csfid", "Runner", "CopyRunner", "EncodeRunner",
-           "RetrieveRunner", "FlexITRunner", "FunctionRunner", "World", "ImageNetWorld", "ToyWorld"]
+import importlib
+
+# Submodules load on first use, so `editrt --help` does not import torch through this package.
+_LAZY = {
+    "FeatureStats": "metrics", "ReferenceStats": "metrics", "sfid": "metrics", "csfid": "metrics",
+    "evaluate": "protocol", "format_table": "protocol", "summarize": "protocol",
+    "Query": "queries", "load_queries": "queries", "read_queries": "queries", "target_class_ids": "queries",
+    "CopyRunner": "runners", "EncodeRunner": "runners", "FlexITRunner": "runners", "FunctionRunner": "runners",
+    "RetrieveRunner": "runners", "Runner": "runners",
+    "ImageNetWorld": "worlds", "ToyWorld": "worlds", "World": "worlds",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = sorted(_LAZY)

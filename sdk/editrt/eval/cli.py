@@ -20,6 +20,18 @@ from ..errors import InputError
 BASELINES = ("COPY", "ENCODE", "RETRIEVE")
 
 
+def _int_at_least(minimum: int):
+    from ..cli import int_at_least
+
+    return int_at_least(minimum)
+
+
+def _seed(text: str) -> int:
+    from ..cli import seed
+
+    return seed(text)
+
+
 def add_subcommands(sub) -> None:
     p = sub.add_parser("evaluate", help="FlexIT's evaluation protocol (accuracy, LPIPS, SFID, CSFID)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -28,28 +40,30 @@ def add_subcommands(sub) -> None:
     where.add_argument("--toy", action="store_true", help="the offline toy world with the shipped toy models")
     p.add_argument("--imagenet-train", type=Path, help="ImageNet training images (default ROOT/train)")
     p.add_argument("--stats", type=Path, help="precomputed reference statistics (safetensors, as written to OUT)")
-    p.add_argument("--stats-per-class", type=int, default=None,
+    p.add_argument("--stats-per-class", type=_int_at_least(1), default=None,
                    help="training images per target class for the statistics (default 100 ImageNet, 64 toy)")
-    p.add_argument("--split", choices=["test", "dev", "all"], default="test")
-    p.add_argument("--limit", type=int, help="only the first N queries of the split")
+    p.add_argument("--split", choices=["test", "dev", "all"], default="test", help="query split (default test)")
+    p.add_argument("--limit", type=_int_at_least(1), help="only the first N queries of the split")
     p.add_argument("--method", choices=["flexit", "none"], default="flexit",
                    help="the method evaluated besides the baselines ('none': baselines only)")
     p.add_argument("--baselines", default=",".join(BASELINES),
                    help="comma-separated subset of COPY,ENCODE,RETRIEVE ('' for none)")
     p.add_argument("--config", type=Path, help="FlexITConfig overrides as JSON or YAML")
     p.add_argument("--preset", help="FlexITConfig preset (default: paper; the toy world's own settings with --toy)")
-    p.add_argument("--steps", type=int, help="FlexIT steps (default: the config's)")
-    p.add_argument("--batch-size", type=int, default=8, help="queries edited together")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--grid-rows", type=int, default=8)
-    p.add_argument("-o", "--output-dir", type=Path, required=True)
-    p.add_argument("--weights-dir", type=Path)
-    p.add_argument("--download", action="store_true")
+    p.add_argument("--steps", type=_int_at_least(0), help="FlexIT steps (default: the config's)")
+    p.add_argument("--batch-size", type=_int_at_least(1), default=8, help="queries edited together (default 8)")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of the edits and of RETRIEVE (default 0)")
+    p.add_argument("--grid-rows", type=_int_at_least(1), default=8, help="example rows in the summary grid (default 8)")
+    p.add_argument("-o", "--output-dir", type=Path, required=True,
+                   help="run folder: results, summary and grid (a rerun resumes from its results)")
+    p.add_argument("--weights-dir", type=Path, help="folder laid out like the EDITRT_HOME store")
+    p.add_argument("--download", action="store_true", help="download missing checkpoints from their public source")
     p.add_argument("--random-weights", action="store_true",
                    help="ImageNet: seeded random judges and method (a smoke run of the pipeline; meaningless numbers)")
-    p.add_argument("--allow-pickle", action="store_true")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--allow-pickle", action="store_true",
+                   help="allow checkpoints that need full unpickling (executes code: trusted files only)")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_evaluate)
 
 
@@ -73,15 +87,52 @@ def _baselines(args) -> list[str]:
 
 
 def cmd_evaluate(args) -> int:
+    out = args.output_dir
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--output-dir {out} is a file; give a folder")
+    names = _baselines(args)
+    from ..cli import check_device
+
+    check_device(args.device)
+    created = _created_folders(out)
+    try:
+        return _evaluate(args, out, names)
+    except BaseException:
+        _remove_empty_folders(out, created)  # a failed run (full disk, ...) leaves no empty folders behind
+        raise
+
+
+def _created_folders(out: Path) -> list[Path]:
+    """Create ``out`` (and missing parents); return the folders this call created, deepest first."""
+    missing = [p for p in [out, *out.parents] if not p.exists()]
+    out.mkdir(parents=True, exist_ok=True)
+    return missing
+
+
+def _remove_empty_folders(out: Path, created: list[Path]) -> None:
+    """Remove the empty folders below ``out`` (deepest first), then ``out`` and the parents this
+    run created if they are empty too. Folders holding results are kept, so a rerun resumes."""
+    import os
+
+    if out.is_dir():
+        for root, _dirs, _files in os.walk(out, topdown=False):
+            if Path(root) != out:
+                try:
+                    Path(root).rmdir()  # only succeeds when empty
+                except OSError:
+                    pass
+    for folder in created:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
+def _evaluate(args, out: Path, names: list[str]) -> int:
     from ..imageio import check_output_path
     from . import protocol, runners
 
-    if args.limit is not None and args.limit < 1:
-        raise InputError(f"--limit must be >= 1, got {args.limit}")
-    out = args.output_dir
-    out.mkdir(parents=True, exist_ok=True)
     check_output_path(out / "summary.png")  # writable folder, before any model loads
-    names = _baselines(args)
     if args.toy:
         if args.random_weights:
             raise InputError("--random-weights applies to ImageNet runs; the toy world uses its trained models")
