@@ -19,12 +19,13 @@ only mode). Never run on our machines: TensorRT cannot be installed there.
 from __future__ import annotations
 
 import contextlib
+import copy
 import inspect
 import logging
 import os
 import shutil
+import threading
 import time
-import warnings
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -138,15 +139,40 @@ def _dynamic_shapes(spec: ModelSpec, module: torch.nn.Module):
 
 # -- export -----------------------------------------------------------------------------------
 
+# torch.export traces under process-wide fake-tensor and dispatcher modes: two exports at once in
+# one process corrupt each other (fake-tensor assertions, TorchExportError). Exports take turns.
+_EXPORT_LOCK = threading.Lock()
+
+
+class _ThreadOnly(logging.Filter):
+    """Drops records below WARNING emitted by one thread (the exporting one): the ``onnx_ir``
+    optimiser logs every deduplicated initializer at INFO. Other threads' records pass."""
+
+    def __init__(self, thread_id: int):
+        super().__init__()
+        self.thread_id = thread_id
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.thread != self.thread_id or record.levelno >= logging.WARNING
+
+
+def private_copy(module: torch.nn.Module) -> torch.nn.Module:
+    """An eval-mode, no-grad deep copy: export and verification never change (or swap the
+    parameters of) a module the caller holds and may be running in another thread."""
+    return copy.deepcopy(module).eval().requires_grad_(False)
+
+
 def export_onnx(module: torch.nn.Module, spec: ModelSpec, path: str | os.PathLike, *,
-                opset: int = DEFAULT_OPSET, example_batch: int = EXAMPLE_BATCH) -> dict[str, Any]:
+                opset: int = DEFAULT_OPSET, example_batch: int = EXAMPLE_BATCH,
+                copy_module: bool = True) -> dict[str, Any]:
     """Export ``module`` (the spec's forward-only wrapper) as an fp32 ONNX graph at ``path``.
 
-    Returns a small report (export seconds, node count, opset). Raises EngineError when the
-    exporter fails or fixes a dynamic axis.
+    ``module`` is not modified (the export runs on :func:`private_copy`; ``copy_module=False``
+    when the caller already passes a private eval-mode copy); exports in one process take turns. Returns a small report (export seconds, node count, opset). Raises EngineError
+    when the exporter fails or fixes a dynamic axis.
     """
     path = Path(path)
-    module = module.eval().requires_grad_(False)
+    module = private_copy(module) if copy_module else module
     axes = dict(spec.axes)
     for axis, (lo, _, hi) in spec.profile.items():
         axes[axis] = min(max(example_batch, lo), hi) if axis == "B" else axes.get(axis, lo)
@@ -155,21 +181,22 @@ def export_onnx(module: torch.nn.Module, spec: ModelSpec, path: str | os.PathLik
     args = tuple(feeds[t.name] for t in spec.inputs)
     t0 = time.perf_counter()
     raw = path.with_name(path.stem + ".raw.onnx")
-    ir_log = logging.getLogger("onnx_ir")  # its optimiser logs every deduplicated initializer at INFO
-    ir_level = ir_log.level
-    ir_log.setLevel(max(ir_level, logging.WARNING))
+    ir_log = logging.getLogger("onnx_ir")
+    quiet = _ThreadOnly(threading.get_ident())
+    ir_log.addFilter(quiet)
     try:
-        with warnings.catch_warnings(), torch.no_grad(), open(os.devnull, "w") as devnull, \
-                contextlib.redirect_stdout(devnull):  # the exporter prints progress
-            warnings.simplefilter("ignore")
+        # verbose=False keeps the exporter's progress lines off stdout without redirecting
+        # sys.stdout, which is process-wide (other threads' output, and a closed stream after).
+        with _EXPORT_LOCK, torch.no_grad():
             torch.onnx.export(module, args, str(raw), dynamo=True, opset_version=opset,
                               dynamic_shapes=_dynamic_shapes(spec, module), external_data=False,
                               optimize=True, verbose=False)
     except Exception as exc:  # noqa: BLE001 - the exporter raises many types
+        raw.unlink(missing_ok=True)
         raise EngineError(f"ONNX export of {spec.name} failed: {type(exc).__name__}: "
                           f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}") from exc
     finally:
-        ir_log.setLevel(ir_level)
+        ir_log.removeFilter(quiet)
     seconds = time.perf_counter() - t0
     model = onnx.load(str(raw))
     raw.unlink()
@@ -273,6 +300,21 @@ def artifact_key(spec: ModelSpec | str, kind: str, precision: str, *, weights=No
     return ArtifactKey.create(spec, kind, precision, weights_id, opset=opset, device=device)
 
 
+_BUILD_LOCKS: dict[tuple[str, ArtifactKey], threading.Lock] = {}
+_BUILD_LOCKS_GUARD = threading.Lock()
+
+
+@contextlib.contextmanager
+def _building(store: ArtifactStore, key: ArtifactKey):
+    """One build per (store, key) at a time in this process: a thread that finds the artifact
+    being built waits, then finds it in the store and reuses it."""
+    ident = (str(store.root.resolve()), key)
+    with _BUILD_LOCKS_GUARD:
+        lock = _BUILD_LOCKS.setdefault(ident, threading.Lock())
+    with lock:
+        yield
+
+
 def build_onnx(spec: ModelSpec | str, *, store: ArtifactStore, precision: str = "fp32", weights=None,
                random_init: bool = False, seed: int = 0, module: torch.nn.Module | None = None,
                weights_id: str | None = None, rebuild: bool = True, force: bool = False,
@@ -282,11 +324,21 @@ def build_onnx(spec: ModelSpec | str, *, store: ArtifactStore, precision: str = 
     ``module`` (the spec's wrapper, already built) skips building it from weights; its
     state_dict is then hashed as the weights identity unless ``weights_id`` is given.
     ``rebuild=False`` turns a missing or stale artifact into an EngineError instead of a build;
-    ``force=True`` rebuilds even a valid one.
+    ``force=True`` rebuilds even a valid one. Thread-safe: concurrent calls for one artifact
+    build it once; ``module`` is never modified.
     """
     spec = _spec(spec)
     key = artifact_key(spec, "onnx", precision, weights=weights, random_init=random_init, seed=seed,
                        module=module, weights_id=weights_id)
+    with _building(store, key):
+        return _build_onnx_locked(spec, key, store=store, precision=precision, weights=weights,
+                                  random_init=random_init, seed=seed, module=module, rebuild=rebuild,
+                                  force=force, verify=verify)
+
+
+def _build_onnx_locked(spec: ModelSpec, key: ArtifactKey, *, store: ArtifactStore, precision: str, weights,
+                       random_init: bool, seed: int, module: torch.nn.Module | None, rebuild: bool, force: bool,
+                       verify: bool) -> Artifact:
     if not force:
         found = _cached(store, key, rebuild, f"no {precision} ONNX artifact for {spec.name} in {store.root}; "
                         f"build it with `editrt export --models {spec.name} --precision {precision} "
@@ -294,8 +346,9 @@ def build_onnx(spec: ModelSpec | str, *, store: ArtifactStore, precision: str = 
         if found is not None:
             return found
     if module is None:
-        module = spec.build(weights=weights, random_init=random_init, seed=seed)
-    module = module.eval().requires_grad_(False)
+        module = spec.build(weights=weights, random_init=random_init, seed=seed).eval().requires_grad_(False)
+    else:
+        module = private_copy(module)  # the caller's module keeps its mode, grads and parameters
     log.info("exporting %s (%s) to ONNX", spec.name, precision)
     with store.staging() as tmp:
         tmp = Path(tmp)
@@ -306,7 +359,7 @@ def build_onnx(spec: ModelSpec | str, *, store: ArtifactStore, precision: str = 
             shutil.copyfile(base.path, fp32)
             report: dict[str, Any] = {"export": {**base.report.get("export", {}), "reused": str(base.path)}}
         else:
-            report = {"export": export_onnx(module, spec, fp32)}
+            report = {"export": export_onnx(module, spec, fp32, copy_module=False)}
         main = fp32
         if precision != "fp32":
             main = tmp / "model.onnx"
@@ -326,7 +379,8 @@ def build_onnx(spec: ModelSpec | str, *, store: ArtifactStore, precision: str = 
 
 def _cached(store: ArtifactStore, key, rebuild: bool, missing: str) -> Artifact | None:
     """A valid stored artifact for ``key``, or None when it must be (re)built; without
-    ``rebuild`` a stale or missing one is an EngineError."""
+    ``rebuild`` a stale or missing one is an EngineError (naming how the stored artifacts of the
+    same spec differ, when there are some)."""
     try:
         found = store.lookup(key)
     except EngineError as exc:
@@ -335,7 +389,12 @@ def _cached(store: ArtifactStore, key, rebuild: bool, missing: str) -> Artifact 
         log.warning("rebuilding: %s", exc)
         return None
     if found is None and not rebuild:
+        others = store.other_weights(key)
+        if others:
+            missing += f" (the store holds {key.spec} built from other inputs: {' | '.join(others)})"
         raise EngineError(missing)
+    if found is not None:
+        store.touch(key)
     return found
 
 
@@ -357,6 +416,16 @@ def build_plan(spec: ModelSpec | str, *, store: ArtifactStore, precision: str = 
         weights_id = (module_identity(module) if module is not None else
                       weights_identity(spec.name, weights=weights, random_init=random_init, seed=seed))
     key = artifact_key(spec, "plan", precision, weights_id=weights_id, device=device)
+    with _building(store, key):
+        return _build_plan_locked(trt, spec, key, store=store, precision=precision, weights=weights,
+                                  random_init=random_init, seed=seed, module=module, weights_id=weights_id,
+                                  rebuild=rebuild, force=force, device=device, workspace_gib=workspace_gib,
+                                  optimization_level=optimization_level)
+
+
+def _build_plan_locked(trt, spec: ModelSpec, key: ArtifactKey, *, store: ArtifactStore, precision: str, weights,
+                       random_init: bool, seed: int, module, weights_id: str, rebuild: bool, force: bool,
+                       device, workspace_gib: float | None, optimization_level: int) -> Artifact:
     if not force:
         found = _cached(store, key, rebuild, f"no {precision} TensorRT plan for {spec.name} in {store.root}; "
                         f"build it with `editrt export --backend tensorrt --models {spec.name} "

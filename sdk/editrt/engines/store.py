@@ -3,9 +3,9 @@
 Layout under the store root (default ``engines/``)::
 
     manifest.json                         index: slot -> key, files (size + sha256), build report
-    clip__ViT-B-32__image/fp16-onnx/      one slot per (spec, precision, kind)
-        model.onnx
-    clip__ViT-B-32__image/fp16-plan/
+    clip__ViT-B-32__image/fp16-onnx-<w>/  one slot per (spec, precision, kind, weights); <w> is a
+        model.onnx                        short hash of the weights identity
+    clip__ViT-B-32__image/fp16-plan-<w>/
         model.plan
     timing_cache/trt<version>-<gpu>.cache TensorRT timing cache, kept between builds
     ort_trt_cache/...                     engine + timing caches of onnxruntime's TensorRT EP
@@ -16,6 +16,12 @@ TensorRT version and the GPU name + compute capability). Only the fields that ca
 artifact are compared (:data:`RELEVANT`); a mismatch is reported field by field. Files are
 written to a temporary folder and moved into place; the manifest is rewritten atomically under
 a file lock, so concurrent builders and readers never see half an artifact.
+
+Two models of one spec (say two fine-tuned VQGANs) keep one slot each, so they do not evict each
+other on every use; at most :data:`MAX_SLOTS_PER_SPEC` weights per (spec, precision, kind) are
+kept, the least recently used going first. Build folders carry the builder's pid
+(``.staging-<pid>-*``, ``.<slot>.new-<pid>-*``): folders of processes that died (SIGKILL,
+power loss) are removed by the next build into the store.
 """
 
 from __future__ import annotations
@@ -27,8 +33,10 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -40,6 +48,11 @@ log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 FORMAT = 1
+MAX_SLOTS_PER_SPEC = 4  # weights kept per (spec, precision, kind); least recently used evicted
+# build folders left by a process that no longer runs (pid in the name); legacy names after a day
+_BUILD_DIR = re.compile(r"^\.(?:staging-|.+\.(?:new|old)-)(\d+)(?:-|$)")
+_LEGACY_BUILD_DIR = re.compile(r"^\.(?:staging-|.+\.(?:new|old)-)")
+_LEGACY_MAX_AGE_S = 24 * 3600
 PRECISIONS = ("fp32", "fp16", "bf16")
 KINDS = ("onnx", "plan")
 
@@ -199,6 +212,12 @@ class ArtifactKey:
 
     @property
     def slot(self) -> str:
+        weights = hashlib.sha256(self.weights.encode()).hexdigest()[:10]
+        return f"{self.family_slot}-{weights}"
+
+    @property
+    def family_slot(self) -> str:
+        """The slot name without the weights: shared by every weights of (spec, precision, kind)."""
         return f"{self.spec.replace('/', '__')}/{self.precision}-{self.kind}"
 
 
@@ -308,6 +327,24 @@ class ArtifactStore:
             files[name] = p
         return Artifact(key=key, folder=folder, files=files, report=dict(entry.get("report", {})))
 
+    def other_weights(self, key: ArtifactKey) -> list[str]:
+        """For each stored artifact of ``key``'s spec, precision and kind but another slot
+        (other weights): what differs, as :func:`key_differences` names it."""
+        out = []
+        for slot, entry in sorted(self.manifest()["artifacts"].items()):
+            if slot != key.slot and slot.rsplit("-", 1)[0] == key.family_slot:
+                out.append("; ".join(key_differences(entry.get("key", {}), key)) or slot)
+        return out
+
+    def touch(self, key: ArtifactKey) -> None:
+        """Record that ``key``'s artifact was just used (least-recently-used eviction)."""
+        with self._locked():
+            data = self.manifest()
+            entry = data["artifacts"].get(key.slot)
+            if entry is not None:
+                entry["last_used"] = time.time()
+                self._write_manifest(data)
+
     def status(self, key: ArtifactKey) -> tuple[str, str]:
         """("ok" | "missing" | "stale", message) without raising."""
         try:
@@ -318,9 +355,36 @@ class ArtifactStore:
 
     # -- write ------------------------------------------------------------------------------
     def staging(self) -> tempfile.TemporaryDirectory:
-        """A temporary folder on the store's file system, for building files before :meth:`put`."""
+        """A temporary folder on the store's file system, for building files before :meth:`put`.
+        Build folders that dead processes left behind are removed first."""
         self.root.mkdir(parents=True, exist_ok=True)
-        return tempfile.TemporaryDirectory(dir=self.root, prefix=".staging-")
+        self.remove_abandoned()
+        return tempfile.TemporaryDirectory(dir=self.root, prefix=f".staging-{os.getpid()}-")
+
+    def remove_abandoned(self) -> list[Path]:
+        """Delete ``.staging-*`` / ``.new-`` / ``.old-`` build folders whose process is gone
+        (or, for names without a pid, older than a day). Returns what was removed."""
+        removed = []
+        if not self.root.is_dir():
+            return removed
+        candidates = [p for p in self.root.iterdir()] + [p for d in self.root.iterdir() if d.is_dir()
+                                                          and not d.name.startswith(".") for p in d.iterdir()]
+        for p in candidates:
+            if not p.is_dir() or not _LEGACY_BUILD_DIR.match(p.name):
+                continue
+            m = _BUILD_DIR.match(p.name)
+            if m is not None:
+                abandoned = not _process_alive(int(m.group(1)))
+            else:
+                try:
+                    abandoned = time.time() - p.stat().st_mtime > _LEGACY_MAX_AGE_S
+                except OSError:
+                    continue
+            if abandoned:
+                shutil.rmtree(p, ignore_errors=True)
+                removed.append(p)
+                log.info("removed %s, left by a build that did not finish", p)
+        return removed
 
     def put(self, key: ArtifactKey, files: Mapping[str, str | os.PathLike],
             report: Mapping[str, Any] | None = None) -> Artifact:
@@ -328,7 +392,7 @@ class ArtifactStore:
         folder = self.root / key.slot
         with self._locked():
             folder.parent.mkdir(parents=True, exist_ok=True)
-            new = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.new-"))
+            new = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.new-{os.getpid()}-"))
             try:
                 info = {}
                 for name, src in files.items():
@@ -347,11 +411,21 @@ class ArtifactStore:
                 raise
             data = self.manifest()
             data["artifacts"][key.slot] = {
-                "key": key.fields(), "files": info, "report": dict(report or {}),
+                "key": key.fields(), "files": info, "report": dict(report or {}), "last_used": time.time(),
                 "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+            for slot in self._least_recently_used(data, key)[MAX_SLOTS_PER_SPEC:]:
+                data["artifacts"].pop(slot)
+                shutil.rmtree(self.root / slot, ignore_errors=True)
+                log.info("evicted %s (more than %d weights of %s)", slot, MAX_SLOTS_PER_SPEC, key.family_slot)
             self._write_manifest(data)
         log.info("stored %s", folder)
         return Artifact(key=key, folder=folder, files={n: folder / n for n in info}, report=dict(report or {}))
+
+    @staticmethod
+    def _least_recently_used(data: dict[str, Any], key: ArtifactKey) -> list[str]:
+        """Slots of ``key``'s spec, precision and kind, most recently used first."""
+        slots = [s for s in data["artifacts"] if s.rsplit("-", 1)[0] == key.family_slot]
+        return sorted(slots, key=lambda s: -float(data["artifacts"][s].get("last_used", 0.0)))
 
     def remove(self, key: ArtifactKey) -> None:
         with self._locked():
@@ -378,6 +452,20 @@ class ArtifactStore:
         return self.root / "ort_trt_cache" / key.slot / slug
 
 
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    except OSError:
+        return True
+    return True
+
+
 __all__ = ["ArtifactStore", "ArtifactKey", "Artifact", "weights_identity", "module_identity",
            "library_versions", "gpu_identity", "spec_signature", "checkpoint_keys", "default_root",
-           "PRECISIONS", "RELEVANT"]
+           "PRECISIONS", "RELEVANT", "MAX_SLOTS_PER_SPEC"]

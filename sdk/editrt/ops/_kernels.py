@@ -13,6 +13,7 @@ eager, autograd and torch.compile all work.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import os
@@ -49,8 +50,11 @@ def _load_extension() -> tuple[Any, str | None]:
 
 
 _C, _IMPORT_ERROR = _load_extension()
-# EDITRT_USE_KERNELS=0 starts with the torch reference (e.g. for benchmarks).
-_enabled = _env_flag("EDITRT_USE_KERNELS", True)
+# The on/off switch is per thread and per asyncio task (a ContextVar), so two threads that switch
+# it never see each other's state; each new thread starts from EDITRT_USE_KERNELS (default on;
+# 0 starts with the torch reference, e.g. for benchmarks).
+_DEFAULT_ENABLED = _env_flag("EDITRT_USE_KERNELS", True)
+_ENABLED: contextvars.ContextVar[bool] = contextvars.ContextVar("editrt_use_kernels", default=_DEFAULT_ENABLED)
 _warned: set[str] = set()
 
 
@@ -109,31 +113,32 @@ if _C is not None:
 
 
 class use_kernels:  # noqa: N801 -- reads like torch.set_grad_enabled, which it mirrors
-    """Turns the compiled kernels on or off for every editrt op.
+    """Turns the compiled kernels on or off for every editrt op, in the calling thread (and
+    asyncio task) only: other threads keep their own setting.
 
-    Called plainly it switches globally; used as a context manager it restores the previous
-    state on exit:
+    Called plainly it switches for the rest of the thread; used as a context manager it restores
+    the previous state on exit:
 
-        editrt.ops.use_kernels(False)            # torch reference from now on
+        editrt.ops.use_kernels(False)            # torch reference from now on (this thread)
         with editrt.ops.use_kernels(False): ...  # only inside the block
+
+    Under torch.compile the setting at trace time is baked into the compiled graph.
     """
 
     def __init__(self, enabled: bool = True) -> None:
-        global _enabled
-        self._previous = _enabled
-        _enabled = bool(enabled)
+        self._token = _ENABLED.set(bool(enabled))
 
     def __enter__(self) -> use_kernels:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        global _enabled
-        _enabled = self._previous
+        _ENABLED.reset(self._token)
 
 
+@torch.compiler.assume_constant_result
 def kernels_enabled() -> bool:
-    """Whether the ops try their compiled kernels (see `use_kernels`)."""
-    return _enabled
+    """Whether the ops try their compiled kernels in this thread (see `use_kernels`)."""
+    return _ENABLED.get()
 
 
 def kernel_available(device_type: str) -> bool:
@@ -156,7 +161,7 @@ def use_kernel_for(device: torch.device) -> bool:
     Falls back to the torch reference, with one warning per cause, when the extension or its
     kernels for this device are missing; silently when the kernels were switched off.
     """
-    if not _enabled:
+    if not kernels_enabled():
         return False
     if _C is None:
         if _IMPORT_ERROR != "disabled by EDITRT_NO_EXT=1":
@@ -200,10 +205,11 @@ def kernel_status() -> dict[str, Any]:
                                  if cuda_version else None),
                    cuda_arch_list=_C.cuda_arch_list, openmp=bool(_C.openmp),
                    built_against_torch=_C.torch_version)
-    per_device = {"cpu": _enabled and kernel_available("cpu"),
-                  "cuda": _enabled and cuda_available and kernel_available("cuda")}
+    enabled = kernels_enabled()
+    per_device = {"cpu": enabled and kernel_available("cpu"),
+                  "cuda": enabled and cuda_available and kernel_available("cuda")}
     return {
-        "kernels_enabled": _enabled,
+        "kernels_enabled": enabled,
         "extension": ext,
         "build": _build_record(),
         "ops": {"l21_norm": dict(per_device), "lpips_distance": dict(per_device)},
