@@ -67,7 +67,8 @@ def _network_args(p: argparse.ArgumentParser) -> None:
 
 def add_subcommands(sub) -> None:
     p = sub.add_parser("style-edit", help="StyleGAN2 edit from text: StyleCLIP global direction, FEU or DeltaEdit")
-    p.add_argument("--method", choices=METHODS, default="global")
+    p.add_argument("--method", choices=METHODS, default="global",
+                   help="global: StyleCLIP global direction; feu: StyleCLIP-FEU; deltaedit: DeltaEdit (default global)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--image", type=Path, help="aligned face photo (inverted with e4e)")
     src.add_argument("--seed", type=_seed, help="edit the generator sample of this seed (psi 0.7; 0..2**32-1)")

@@ -123,7 +123,8 @@ class ConfigBase:
             else:
                 data = json.loads(text)
         except Exception as exc:  # noqa: BLE001 - any parse error is the user's file
-            raise InputError(f"config file {path} is not valid {path.suffix or 'JSON'}: {exc}") from None
+            detail = " ".join(str(exc).split())  # one line: YAML errors span several
+            raise InputError(f"config file {path} is not valid {path.suffix or 'JSON'}: {detail}") from None
         if not isinstance(data, dict):
             raise InputError(f"config file {path} must hold a mapping of option -> value")
         preset = data.pop("preset", None)
