@@ -392,14 +392,27 @@ def test_every_help_option_has_a_description():
     assert missing == []
 
 
-def test_broken_pipe_is_not_an_error(tmp_path):
-    import subprocess
+def test_broken_pipe_is_not_an_error(monkeypatch, tmp_path):
+    """`editrt ... --json | head`: the reader leaving is not a traceback (and exits 0)."""
     import sys
 
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "sdk")}
-    proc = subprocess.run(f"{sys.executable} -m editrt.cli weights --json | head -c 10", shell=True,
-                          capture_output=True, text=True, env=env, timeout=60)
-    assert "BrokenPipe" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    class ClosedPipe:
+        def __init__(self):
+            self._file = open(tmp_path / "stdout", "w")
+
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self):
+            pass
+
+        def fileno(self):
+            return self._file.fileno()
+
+    pipe = ClosedPipe()
+    monkeypatch.setattr(sys, "stdout", pipe)
+    assert main(["doctor", "--json"]) == 0
+    pipe._file.close()
 
 
 def test_text_chunk_message_is_not_truncation(world):
