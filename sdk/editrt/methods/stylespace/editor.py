@@ -135,6 +135,10 @@ class StyleEditor:
         seeds = [seeds] if isinstance(seeds, int) else list(seeds)
         if not seeds:
             raise InputError("give at least one seed")
+        bad = [s for s in seeds if isinstance(s, bool) or not isinstance(s, (int, np.integer))
+               or not 0 <= int(s) < 2**32]
+        if bad:  # RandomState takes seeds in [0, 2**32)
+            raise InputError(f"seeds must be integers in 0..{2**32 - 1}, got {bad[:5]}")
         z = torch.from_numpy(np.concatenate([np.random.RandomState(s).randn(1, self.generator.style_dim)
                                              for s in seeds])).float().to(self.device)
         return self.generator.styles_from_w(self.generator.mapping(z, psi=psi, cutoff=cutoff))
