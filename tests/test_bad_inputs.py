@@ -422,3 +422,15 @@ def test_text_chunk_message_is_not_truncation(world):
         load_image(world / "bigtext.png")
     assert "truncated" not in str(info.value)
     assert zlib  # (the chunk is zlib-compressed text: Pillow refuses to inflate it)
+
+
+def test_animated_input_uses_the_first_frame_and_says_so(tmp_path, caplog):
+    from editrt.imageio import load_image
+
+    frames = [Image.new("RGB", (40, 40), c) for c in ((255, 0, 0), (0, 255, 0), (0, 0, 255))]
+    p = tmp_path / "anim.gif"
+    frames[0].save(p, save_all=True, append_images=frames[1:], duration=40)
+    with caplog.at_level("WARNING", logger="editrt.imageio"):
+        img = load_image(p)
+    assert img.getpixel((5, 5))[0] > 200  # the first (red) frame
+    assert "3 frames" in caplog.text and "first one" in caplog.text
