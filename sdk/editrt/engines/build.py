@@ -157,9 +157,29 @@ class _ThreadOnly(logging.Filter):
 
 
 def private_copy(module: torch.nn.Module) -> torch.nn.Module:
-    """An eval-mode, no-grad deep copy: export and verification never change (or swap the
-    parameters of) a module the caller holds and may be running in another thread."""
-    return copy.deepcopy(module).eval().requires_grad_(False)
+    """An eval-mode, no-grad structural copy of ``module``: new module objects and new Parameter
+    objects over the *same* tensor storage (no memory doubled). Export and verification set the
+    copy's mode and swap its parameters, never those of a module the caller holds and may be
+    running in another thread. Built without ``copy.deepcopy`` because some wrappers (per-layout
+    classes made in ``__new__``) do not pickle."""
+    return _structural_copy(module, {}).eval().requires_grad_(False)
+
+
+def _structural_copy(m: torch.nn.Module, memo: dict[int, torch.nn.Module]) -> torch.nn.Module:
+    if id(m) in memo:  # a submodule shared by two parents stays shared
+        return memo[id(m)]
+    new = object.__new__(type(m))
+    memo[id(m)] = new
+    state = dict(m.__dict__)
+    for name, value in state.items():  # hook and registry dicts: own copies
+        if isinstance(value, dict) and name.startswith("_") and name not in ("_parameters", "_buffers", "_modules"):
+            state[name] = copy.copy(value)
+    state["_parameters"] = {k: None if p is None else torch.nn.Parameter(p.detach(), requires_grad=p.requires_grad)
+                            for k, p in m._parameters.items()}
+    state["_buffers"] = {k: None if b is None else b.detach() for k, b in m._buffers.items()}
+    state["_modules"] = {k: None if c is None else _structural_copy(c, memo) for k, c in m._modules.items()}
+    new.__dict__.update(state)
+    return new
 
 
 def export_onnx(module: torch.nn.Module, spec: ModelSpec, path: str | os.PathLike, *,
