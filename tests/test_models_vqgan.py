@@ -61,8 +61,7 @@ def test_model_yaml_overrides_registry_config(tmp_path):
 
 
 def test_f16_latent_shape_at_288():
-    params = V.VQGAN_CONFIGS["vqgan_imagenet_f16_1024"]
-    vq = V.VQGAN(**params)
+    vq = V.VQGAN(V.VQGAN_CONFIGS["vqgan_imagenet_f16_1024"])
     assert vq.latent_shape(288) == (256, 18, 18)
     assert sum(p.numel() for p in vq.parameters()) > 70e6
     with pytest.raises(InputError):

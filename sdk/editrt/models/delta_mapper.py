@@ -31,6 +31,7 @@ from torch import nn
 
 from .. import weights as W
 from ..errors import InputError, WeightsError
+from .arch import ArchConfig
 from .registry import ModelSpec, TensorSpec, register_provider
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ _LRELU_SCALE = math.sqrt(2.0)
 
 
 @dataclasses.dataclass(frozen=True)
-class DeltaMapperConfig:
+class DeltaMapperConfig(ArchConfig):
     """Widths of the three groups of the 17-layer conv style code.
 
     coarse: the first ``coarse_layers`` conv styles (each ``coarse_width`` channels); medium: the

@@ -33,9 +33,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import ConfigBase
 from ..errors import InputError, WeightsError
 from ..weights import KnownFile, WeightsArg, load_checkpoint, load_into, register_known, resolve, seeded
+from .arch import ArchConfig
 from .registry import ModelSpec, TensorSpec, register_provider
 from .stylegan2_ops import EqualLinear
 
@@ -46,7 +46,7 @@ E4E_STD = (0.5, 0.5, 0.5)
 
 
 @dataclasses.dataclass(frozen=True)
-class E4EConfig(ConfigBase):
+class E4EConfig(ArchConfig):
     """Encoder architecture; the defaults are the public FFHQ e4e (ir_se50, 18 x 512 W+)."""
 
     units: tuple[int, ...] = (3, 4, 14, 3)  # bottlenecks per stage (ResNet-50 IR)

@@ -15,6 +15,7 @@ from typing import Callable, Iterator
 import torch
 
 from ..errors import InputError
+from .preprocess import Preprocess
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +53,8 @@ class ModelSpec:
         sample: optional ``sample(**axes) -> dict[name, Tensor]``; default draws from ``randn``
             (floats) or zeros (ints).
         fp32_ops: op types kept in fp32 in reduced-precision graphs (normalisations that overflow).
+        preprocess: for an image input, how a [0, 1] RGB image becomes it (size, mean, std,
+            resize mode); None for non-image inputs.
     """
 
     name: str
@@ -63,6 +66,7 @@ class ModelSpec:
     sample: Callable[..., dict[str, torch.Tensor]] | None = None
     fp32_ops: tuple[str, ...] = ()
     description: str = ""
+    preprocess: Preprocess | None = None
 
     def sample_inputs(self, seed: int = 0, **axes: int) -> dict[str, torch.Tensor]:
         sizes = {**self.axes, **axes}
@@ -105,15 +109,12 @@ def register_provider(provider: Callable[[], Iterator[ModelSpec]]) -> None:
 
 
 def _load_all() -> None:
-    # Importing the model modules registers their providers.
-    from . import clip, vqgan  # noqa: F401
+    # Importing the exportable families (models/catalog.py) registers their providers.
+    from . import catalog
 
-    for mod in ("stylegan2", "delta_mapper", "e4e"):
-        try:
-            __import__(f"{__package__}.{mod}")
-        except ModuleNotFoundError as exc:  # a family not built yet
-            if exc.name != f"{__package__}.{mod}":
-                raise
+    for fam in catalog.FAMILIES:
+        if fam.exportable:
+            catalog.import_family(fam.name)
     while _PROVIDERS:
         for spec in _PROVIDERS.pop()():
             _SPECS.setdefault(spec.name, spec)

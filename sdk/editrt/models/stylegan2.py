@@ -57,10 +57,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import ConfigBase
 from ..errors import InputError, WeightsError
 from ..weights import KnownFile, WeightsArg, load_into, register_known, resolve, seeded
 from . import stylegan2_convert as convert
+from .arch import ArchConfig
 from .registry import ModelSpec, TensorSpec, register_provider
 from .stylegan2_ops import MODCONV_MODES, ConstantInput, EqualLinear, ModulatedConv2d, PixelNorm, StyledConv, ToRGB
 
@@ -75,7 +75,7 @@ LATENT_AVG_SAMPLES = 4096  # rosinality generate.py: g_ema.mean_latent(4096)
 
 
 @dataclasses.dataclass(frozen=True)
-class StyleGAN2Config(ConfigBase):
+class StyleGAN2Config(ArchConfig):
     """Architecture of a rosinality/NVIDIA StyleGAN2 generator.
 
     channels(res) = min(channel_max, channel_base // res); rosinality ``channel_multiplier=cm``
