@@ -469,30 +469,34 @@ class StyleGAN2(nn.Module):
 
     # loading ----------------------------------------------------------------------------------
     @classmethod
-    def load(cls, name_or_path: str | os.PathLike = "ffhq-1024", *, weights: WeightsArg = None,
-             random_init: bool = False, seed: int = 0, device: Any = "cpu", allow_pickle: bool = False,
-             download: bool = False) -> "StyleGAN2":
+    def load(cls, name: str | os.PathLike = "ffhq-1024", *, weights: WeightsArg = None,
+             path: str | os.PathLike | None = None, random_init: bool = False, seed: int = 0, device: Any = "cpu",
+             download: bool = False, allow_pickle: bool = False) -> "StyleGAN2":
         """Build a generator in eval mode.
 
-        name_or_path: a config name (``STYLEGAN2_CONFIGS``; weights from ``weights`` / the store
+        name: a config name (``STYLEGAN2_CONFIGS``; weights from ``path`` / ``weights`` / the store
         under key ``stylegan2/<name>``) or a checkpoint path (architecture inferred from its keys).
         weights: a checkpoint file, a store folder, or a ``{key: path}`` mapping (weights.resolve).
         random_init: seeded random weights instead of a checkpoint (never silently).
         Raises WeightsError when the checkpoint is missing, unreadable, or for another
         architecture / resolution.
         """
-        name = str(name_or_path)
+        name = str(name)
         if name in STYLEGAN2_CONFIGS:
             cfg = STYLEGAN2_CONFIGS[name]
             if random_init:
                 return cls.random(cfg, seed=seed).to(device).eval()
-            if weights is not None and not isinstance(weights, Mapping) and Path(weights).expanduser().is_file():
+            if path is not None:
+                path = Path(path).expanduser()
+                if not path.is_file():
+                    raise WeightsError(f"checkpoint for stylegan2/{name} not found at {path}")
+            elif weights is not None and not isinstance(weights, Mapping) and Path(weights).expanduser().is_file():
                 path = Path(weights).expanduser()
             else:
                 path = _resolve(f"stylegan2/{name}", weights, download)
             what = f"StyleGAN2 {name}"
         else:
-            path = Path(name).expanduser()
+            path = Path(path if path is not None else name).expanduser()
             if not path.is_file():
                 raise InputError(f"{name!r} is neither a known StyleGAN2 config ({sorted(STYLEGAN2_CONFIGS)}) "
                                  "nor an existing checkpoint file")

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import torch
 
+from .. import checkpoint_format as fmt
 from ..errors import WeightsError
 from ..weights import load_checkpoint
 
@@ -257,6 +258,10 @@ def read_generator_checkpoint(path: str | Path, *, allow_pickle: bool = False
 
     path = Path(path)
     if path.suffix == ".pkl":
+        if fmt.sniff(path) != "pickle":
+            raise WeightsError(f"{path} is not a network pickle: it is {fmt.describe(path)}")
+        if fmt.scan_pickle(path).truncated:
+            raise WeightsError(f"{path} is a truncated pickle; download or copy it again")
         if not allow_pickle:
             raise WeightsError(f"{path} is an NVIDIA network pickle; reading it unpickles arbitrary objects. "
                                "If you trust the file, pass allow_pickle=True (CLI: --allow-pickle); "
