@@ -149,11 +149,15 @@ def load_lpips(name: str = "vgg", *, weights: W.WeightsArg = None, path: str | P
     or a seeded random trunk when ``random_init``."""
     if name == TOY:
         name, random_init, seed = "alex", True, (seed if random_init else TOY_TRUNK_SEED)
-    with W.seeded(seed):
-        model = PerceptualDistance(name)
-    if not random_init:
+    if name not in _SLICES:
+        raise InputError(f"unsupported LPIPS network {name!r}; use 'vgg', 'alex' or 'toy'")
+    mapped = None
+    if not random_init:  # the file first: a missing or wrong one fails before the trunk is built
         ckpt = find_trunk(name, weights=weights, path=path, download=download)
         mapped = trunk_from_checkpoint(W.load_checkpoint(ckpt, allow_pickle=allow_pickle), name, source=str(ckpt))
+    with W.seeded(seed):
+        model = PerceptualDistance(name)
+    if mapped is not None:
         own = {k: v for k, v in model.lp.state_dict().items() if not k.startswith("net.")}  # heads, scaling
         W.load_into(model.lp, {**mapped, **own}, what=f"LPIPS-{name} trunk ({ckpt})")
         log.info("loaded LPIPS-%s trunk from %s", name, ckpt)
