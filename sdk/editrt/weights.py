@@ -43,6 +43,9 @@ class KnownFile:
     url: str | None  # public source, used only when a download is requested
     how_to_get: str  # one line for the error message
     bundled: str | None = None  # shipped inside the installed package, relative to the editrt folder
+    # other places in a user's weights folder where the file sits as published (a release's own
+    # folder layout), tried after ``store_path``
+    folder_layouts: tuple[str, ...] = ()
 
     @property
     def bundled_path(self) -> Path | None:
@@ -72,6 +75,44 @@ def known_files() -> dict[str, KnownFile]:
     return dict(_KNOWN)
 
 
+# Files editrt computes into the store (read back by later runs), and the one the user builds.
+COMPUTED = (
+    ("styleclip/relevance", "relevance matrices computed by `editrt relevance` (style-edit reads them)"),
+    ("styleclip/stats", "S-space channel statistics computed on first use (style-edit)"),
+)
+CORPUS_HOWTO = ("StyleCLIP-FEU corpus index: built with `editrt corpus build --folder DIR -o FILE.safetensors`, "
+                "passed as --corpus FILE")
+
+
+def inventory(weights: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+    """Every checkpoint any command can use, found or missing, and the files editrt computed.
+
+    One dict per file: ``key``, ``kind`` ("checkpoint" | "computed" | "user"), ``found``,
+    ``path`` (the one found, or where it is expected), ``origin`` (where it comes from),
+    ``source`` (download URL or None), ``how_to_get``, ``used_by`` (commands).
+    """
+    from .models import catalog
+
+    rows = []
+    for key, entry in sorted(known_files().items()):
+        try:
+            path, found = str(resolve(key, weights=weights)), True
+        except WeightsError:
+            path, found = str(Path(weights or editrt_home()) / entry.store_path), False
+        rows.append({"key": key, "kind": "checkpoint", "found": found, "path": path, "origin": entry.origin,
+                     "source": entry.url, "how_to_get": entry.how_to_get, "used_by": catalog.used_by(key)})
+    for folder, what in COMPUTED:
+        files = sorted((editrt_home() / folder).glob("*.safetensors"))
+        for f in files or [None]:
+            rows.append({"key": f"{folder}/{f.stem}" if f else f"{folder}/*", "kind": "computed",
+                         "found": f is not None, "path": str(f or editrt_home() / folder), "origin": what,
+                         "source": None, "how_to_get": what, "used_by": "style-edit"})
+    rows.append({"key": "styleclip/corpus", "kind": "user", "found": None, "path": "--corpus FILE",
+                 "origin": CORPUS_HOWTO, "source": None, "how_to_get": CORPUS_HOWTO,
+                 "used_by": "style-edit --method feu"})
+    return rows
+
+
 def editrt_home() -> Path:
     return Path(os.environ.get("EDITRT_HOME", Path.home() / ".cache" / "editrt")).expanduser()
 
@@ -93,7 +134,8 @@ def resolve(key: str, *, path: str | os.PathLike | None = None, weights: Weights
                 raise WeightsError(f"checkpoint for {key} not found at {p} (from the weights mapping)")
             return p
     elif weights is not None and entry is not None:
-        candidates.append(Path(weights).expanduser() / entry.store_path)
+        folder = Path(weights).expanduser()
+        candidates += [folder / rel for rel in (entry.store_path, *entry.folder_layouts)]
     if entry is not None:
         candidates.append(editrt_home() / entry.store_path)
         if entry.bundled_path is not None:

@@ -51,7 +51,11 @@ FAMILIES: tuple[Family, ...] = (
     Family("deltaedit", "editrt.models.delta_mapper", "load_delta_mapper", used_by="style-edit --method deltaedit"),
 )
 
-CHECKPOINT_MODULES: tuple[str, ...] = ("editrt.eval.backbones", "editrt.methods.stylespace.relevance_matrix")
+# (module, key prefix, commands that use its files)
+CHECKPOINT_MODULES: tuple[tuple[str, str, str], ...] = (
+    ("editrt.eval.backbones", "eval", "evaluate (accuracy, SFID)"),
+    ("editrt.methods.stylespace.relevance_matrix", "styleclip", "style-edit --method global|feu|deltaedit"),
+)
 
 LOADER_PARAMETERS: tuple[tuple[str, Any], ...] = (
     ("weights", None), ("path", None), ("random_init", False), ("seed", 0), ("device", "cpu"),
@@ -85,8 +89,17 @@ def import_all() -> None:
     """Import every family and checkpoint module; a missing package raises BackendUnavailable."""
     for fam in FAMILIES:
         import_family(fam.name)
-    for module in CHECKPOINT_MODULES:
+    for module, _, _ in CHECKPOINT_MODULES:
         _import(module, (), f"checkpoint module {module}")
+
+
+def used_by(key: str) -> str:
+    """The commands that read checkpoint ``key`` (``"clip/ViT-B-32"`` -> its family's)."""
+    prefix = key.split("/")[0]
+    for fam in FAMILIES:
+        if fam.name == prefix:
+            return fam.used_by
+    return next((uses for _, p, uses in CHECKPOINT_MODULES if p == prefix), "")
 
 
 def loader(name: str) -> Callable[..., Any]:
@@ -121,4 +134,4 @@ def signature_problems(fn: Callable[..., Any]) -> list[str]:
 
 
 __all__ = ["Family", "FAMILIES", "CHECKPOINT_MODULES", "LOADER_PARAMETERS", "family", "import_family",
-           "import_all", "loader", "load", "signature_problems"]
+           "import_all", "loader", "load", "signature_problems", "used_by"]

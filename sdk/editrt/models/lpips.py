@@ -37,11 +37,12 @@ _TRUNK_FILES = {
     "alex": ("alexnet-owt-7be5be79.pth", "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"),
 }
 TOY = "toy"
-TOY_TRUNK_SEED = 11  # the toy world's FlexIT perceptual term (editrt.toy.models LPIPS_EDIT_SEED)
+TOY_TRUNK_SEED = 11  # the trunk seed of the toy world's FlexIT perceptual term (its recorded results)
 for _net, (_file, _url) in _TRUNK_FILES.items():
     W.register_known(W.KnownFile(f"lpips/{_net}", f"lpips/{_file}", _url,
                                  f"place torchvision's {_file} there (or in a --weights-dir folder, or torch "
-                                 "hub's checkpoints folder), or pass any .pth with its features.* keys"))
+                                 "hub's checkpoints folder), or pass any .pth with its features.* keys",
+                                 folder_layouts=(_file,)))
 
 
 def torch_hub_checkpoints() -> Path:
@@ -54,13 +55,9 @@ def find_trunk(net: str, *, weights: W.WeightsArg = None, path: str | Path | Non
     """The trunk file of LPIPS-``net``: ``path`` > ``weights`` (a file, a mapping, or a folder
     holding ``lpips/<file>`` or ``<file>``) > the store > torch hub's cache > a download."""
     file, _ = _TRUNK_FILES[net]
-    if path is None and weights is not None and not isinstance(weights, Mapping):
-        folder = Path(weights).expanduser()
-        if folder.is_file():
-            return folder
-        if (folder / file).is_file():  # a flat folder of torchvision files
-            return folder / file
-    try:
+    if path is None and weights is not None and not isinstance(weights, Mapping) and Path(weights).is_file():
+        return Path(weights).expanduser()
+    try:  # a weights folder in the store layout or flat (torchvision's file name): KnownFile layouts
         return W.resolve(f"lpips/{net}", path=path, weights=weights, download=False)
     except WeightsError:
         cached = torch_hub_checkpoints() / file

@@ -92,6 +92,12 @@ _SOURCES = {  # public checkpoints (taming-transformers README; FlexIT install.s
 }
 
 
+# Where a taming checkpoint sits inside a folder, as downloaded or trained: the editrt store,
+# the release folders (<dir>/last.ckpt, <dir>/ckpts/last.ckpt) and taming's log folders
+# (<dir>/checkpoints/last.ckpt with <dir>/configs/*-project.yaml).
+CHECKPOINT_LAYOUTS = ("vqgan/{name}/last.ckpt", "last.ckpt", "checkpoints/last.ckpt", "ckpts/last.ckpt")
+
+
 def _register_known() -> None:
     for name in VQGAN_CONFIGS:
         src = _SOURCES.get(name)
@@ -99,14 +105,15 @@ def _register_known() -> None:
             W.register_known(W.KnownFile(
                 f"vqgan/{name}", f"vqgan/{name}/last.ckpt", None,
                 "the toy world's tiny VQGAN ships with editrt; retrain it with scripts/train_toy.py",
-                bundled="data/toy/vqgan_tiny.safetensors"))
+                bundled="data/toy/vqgan_tiny.safetensors", folder_layouts=CHECKPOINT_LAYOUTS[1:]))
             continue
         how = (f"download last.ckpt and model.yaml of {name} from taming-transformers (or pass the "
                "downloaded folder as weights=/--weights-dir)")
         W.register_known(W.KnownFile(f"vqgan/{name}", f"vqgan/{name}/last.ckpt",
-                                     src + "ckpts%2Flast.ckpt&dl=1", how))
+                                     src + "ckpts%2Flast.ckpt&dl=1", how, folder_layouts=CHECKPOINT_LAYOUTS[1:]))
         W.register_known(W.KnownFile(f"vqgan/{name}/config", f"vqgan/{name}/model.yaml",
-                                     src + "configs%2Fmodel.yaml&dl=1", how))
+                                     src + "configs%2Fmodel.yaml&dl=1", how,
+                                     folder_layouts=("model.yaml", "configs/model.yaml")))
 
 
 _register_known()
@@ -179,12 +186,6 @@ def read_model_yaml(path: str | Path, *, image_size: int = 288) -> VQGANConfig:
                            f"n_embed, ddconfig): {type(exc).__name__}: {exc}") from None
 
 
-# Where a taming checkpoint sits inside a folder, as downloaded or trained: the editrt store,
-# the release folders (<dir>/last.ckpt, <dir>/ckpts/last.ckpt) and taming's log folders
-# (<dir>/checkpoints/last.ckpt with <dir>/configs/*-project.yaml).
-CHECKPOINT_LAYOUTS = ("vqgan/{name}/last.ckpt", "last.ckpt", "checkpoints/last.ckpt", "ckpts/last.ckpt")
-
-
 def find_checkpoint_in_folder(folder: str | Path, name: str) -> Path | None:
     folder = Path(folder).expanduser()
     for rel in CHECKPOINT_LAYOUTS:
@@ -207,19 +208,16 @@ def find_model_yaml(ckpt: Path) -> Path | None:
 def _locate(name: str, weights: W.WeightsArg, path: str | Path | None, download: bool) -> tuple[Path, Path | None]:
     """(checkpoint, model.yaml or None) for ``name`` from path / weights / the store."""
     key = f"vqgan/{name}"
-    folder = next((Path(p).expanduser() for p in (path, weights)
-                   if p is not None and not isinstance(p, Mapping) and Path(p).expanduser().is_dir()), None)
-    if folder is not None:
-        ckpt = find_checkpoint_in_folder(folder, name)
-        if ckpt is None and path is not None:
-            raise WeightsError(f"no VQGAN checkpoint in {folder}: looked for "
+    ckpt = None
+    if path is not None and Path(path).expanduser().is_dir():
+        ckpt = find_checkpoint_in_folder(path, name)
+        if ckpt is None:
+            raise WeightsError(f"no VQGAN checkpoint in {path}: looked for "
                                + ", ".join(r.format(name=name) for r in CHECKPOINT_LAYOUTS))
     elif path is None and weights is not None and not isinstance(weights, Mapping) and Path(weights).is_file():
         ckpt = Path(weights).expanduser()
-    else:
-        ckpt = None
-    if ckpt is None:
-        ckpt = W.resolve(key, path=path, weights=None if folder is not None else weights, download=download)
+    if ckpt is None:  # the folder layouts are the KnownFile's (weights.resolve tries them)
+        ckpt = W.resolve(key, path=path, weights=weights, download=download)
     yaml_path = None
     if isinstance(weights, Mapping) and f"{key}/config" in weights:
         yaml_path = Path(weights[f"{key}/config"]).expanduser()
