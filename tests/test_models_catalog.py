@@ -102,3 +102,12 @@ def test_architecture_configs_are_frozen_dataclasses_of_one_kind():
             cfg.__setattr__("x", 1)
         assert cfg.replace() == cfg
     assert VQGAN_CONFIGS["tiny"].to_dict()["ddconfig"]["ch_mult"] == [1, 2, 2, 4]
+
+
+def test_shipped_toy_files_resolve_by_name():
+    from editrt.toy import models as toy
+
+    known = W.known_files()
+    assert known["clip/tiny"].bundled_path == toy.toy_dir() / toy.CLIP_FILE
+    assert known["vqgan/tiny"].bundled_path == toy.toy_dir() / toy.VQGAN_FILE
+    assert W.resolve("clip/tiny") == toy.toy_dir() / toy.CLIP_FILE  # the test store is empty
