@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from editrt import weights as W
-from editrt.errors import BackendUnavailable, InputError
+from editrt.errors import BackendUnavailable, InputError, WeightsError
 from editrt.models import catalog, registry
 
 
@@ -111,3 +111,35 @@ def test_shipped_toy_files_resolve_by_name():
     assert known["clip/tiny"].bundled_path == toy.toy_dir() / toy.CLIP_FILE
     assert known["vqgan/tiny"].bundled_path == toy.toy_dir() / toy.VQGAN_FILE
     assert W.resolve("clip/tiny") == toy.toy_dir() / toy.CLIP_FILE  # the test store is empty
+
+
+def _save(family, net, folder):
+    """Write ``net`` in its family's real checkpoint format; returns the file."""
+    if family == "stylegan2":
+        return net.save(folder / "g.pt")
+    if family == "vqgan":
+        from editrt.models.vqgan import save_taming_checkpoint
+
+        return save_taming_checkpoint(net, folder / "vq")
+    sd = net.model.state_dict() if family == "clip" else net.state_dict()
+    if family == "e4e":
+        sd = {"state_dict": {f"encoder.{k}": v for k, v in sd.items()}, "latent_avg": torch.zeros(64)}
+    torch.save(sd, folder / f"{family}.pt")
+    return folder / f"{family}.pt"
+
+
+@pytest.mark.parametrize("family", ["clip", "vqgan", "stylegan2", "e4e", "deltaedit"])
+def test_path_loads_the_same_weights_in_every_family(tmp_path, family):
+    a = catalog.load(family, TINY[family], random_init=True, seed=11)
+    b = catalog.load(family, TINY[family], path=_save(family, a, tmp_path))
+    sa, sb = a.state_dict(), b.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa), family
+    with pytest.raises(WeightsError, match="not found|does not exist"):
+        catalog.load(family, TINY[family], path=tmp_path / "missing.pt")
+
+
+def test_any_clip_architecture_has_specs_on_demand():
+    spec = registry.get_spec("clip/ViT-L-14-quickgelu/image")
+    assert spec.inputs[0].shape == ("B", 3, 224, 224) and spec.outputs[0].shape == ("B", 768)
+    with pytest.raises(InputError, match="unknown model spec"):
+        registry.get_spec("clip/ViT-Q-99/image")

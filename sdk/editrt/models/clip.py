@@ -45,7 +45,7 @@ from .. import weights as W
 from ..errors import InputError, WeightsError
 from .arch import ArchConfig
 from .preprocess import Preprocess, resize_center_crop
-from .registry import ModelSpec, TensorSpec, register_provider
+from .registry import ModelSpec, TensorSpec, register_family_specs, register_provider
 
 log = logging.getLogger(__name__)
 
@@ -450,7 +450,7 @@ class ClipImageTower(nn.Module):
 class ClipTextTower(nn.Module):
     """Export wrapper: int32 token ids [B, ctx] -> unnormalised embedding [B, D].
 
-    int32 ids because ONNX Runtime lacks ArgMax on int64 (the EOT pooling); see ANCHORS.md §7.
+    int32 ids because ONNX Runtime lacks ArgMax on int64 (the EOT pooling).
     """
 
     def __init__(self, net: ClipNet):
@@ -463,41 +463,47 @@ class ClipTextTower(nn.Module):
 
 def _specs():
     for name in CLIP_NAMES:
-        cfg = model_config(name)
-        size, ctx, dim = cfg.vision.image_size, cfg.text.context_length, cfg.embed_dim
+        yield from specs_for(name)
 
-        def build_image(weights=None, random_init=False, seed=0, _n=name, **kw):
-            return ClipImageTower(load_clip(_n, weights=weights, random_init=random_init, seed=seed, **kw)).eval()
 
-        def build_text(weights=None, random_init=False, seed=0, _n=name, **kw):
-            return ClipTextTower(load_clip(_n, weights=weights, random_init=random_init, seed=seed, **kw)).eval()
+def specs_for(name: str):
+    """The image and text tower specs of any CLIP architecture name (registry's on-demand lookup)."""
+    cfg = model_config(name)
+    name = canonical_name(name)
+    size, ctx, dim = cfg.vision.image_size, cfg.text.context_length, cfg.embed_dim
+    def build_image(weights=None, random_init=False, seed=0, _n=name, **kw):
+        return ClipImageTower(load_clip(_n, weights=weights, random_init=random_init, seed=seed, **kw)).eval()
 
-        def sample_text(seed=0, B=2, _ctx=ctx, **_):
-            gen = torch.Generator().manual_seed(seed)
-            tokens = torch.zeros(B, _ctx, dtype=torch.int32)
-            for i in range(B):  # SOT, random words, EOT (the highest id, found by argmax)
-                n = int(torch.randint(1, _ctx - 2, (1,), generator=gen))
-                tokens[i, 0] = 49406
-                tokens[i, 1:n + 1] = torch.randint(1, 49000, (n,), generator=gen, dtype=torch.int32)
-                tokens[i, n + 1] = 49407
-            return {"tokens": tokens}
+    def build_text(weights=None, random_init=False, seed=0, _n=name, **kw):
+        return ClipTextTower(load_clip(_n, weights=weights, random_init=random_init, seed=seed, **kw)).eval()
 
-        yield ModelSpec(
-            name=f"clip/{name}/image", build=build_image,
-            inputs=(TensorSpec("image", ("B", 3, size, size)),),
-            outputs=(TensorSpec("embedding", ("B", dim)),),
-            profile={"B": (1, 8, 32)}, fp32_ops=("LayerNormalization", "Softmax"),
-            description=f"CLIP {name} image tower (normalised input at {size} px)", preprocess=cfg.preprocess)
-        yield ModelSpec(
-            name=f"clip/{name}/text", build=build_text,
-            inputs=(TensorSpec("tokens", ("B", ctx), torch.int32),),
-            outputs=(TensorSpec("embedding", ("B", dim)),),
-            profile={"B": (1, 2, 160)}, sample=sample_text,
-            fp32_ops=("LayerNormalization", "Softmax"),
-            description=f"CLIP {name} text tower (int32 token ids)")
+    def sample_text(seed=0, B=2, _ctx=ctx, **_):
+        gen = torch.Generator().manual_seed(seed)
+        tokens = torch.zeros(B, _ctx, dtype=torch.int32)
+        for i in range(B):  # SOT, random words, EOT (the highest id, found by argmax)
+            n = int(torch.randint(1, _ctx - 2, (1,), generator=gen))
+            tokens[i, 0] = 49406
+            tokens[i, 1:n + 1] = torch.randint(1, 49000, (n,), generator=gen, dtype=torch.int32)
+            tokens[i, n + 1] = 49407
+        return {"tokens": tokens}
+
+    yield ModelSpec(
+        name=f"clip/{name}/image", build=build_image,
+        inputs=(TensorSpec("image", ("B", 3, size, size)),),
+        outputs=(TensorSpec("embedding", ("B", dim)),),
+        profile={"B": (1, 8, 32)}, fp32_ops=("LayerNormalization", "Softmax"),
+        description=f"CLIP {name} image tower (normalised input at {size} px)", preprocess=cfg.preprocess)
+    yield ModelSpec(
+        name=f"clip/{name}/text", build=build_text,
+        inputs=(TensorSpec("tokens", ("B", ctx), torch.int32),),
+        outputs=(TensorSpec("embedding", ("B", dim)),),
+        profile={"B": (1, 2, 160)}, sample=sample_text,
+        fp32_ops=("LayerNormalization", "Softmax"),
+        description=f"CLIP {name} text tower (int32 token ids)")
 
 
 register_provider(_specs)
+register_family_specs("clip", specs_for)
 
 __all__ = ["ClipNet", "ClipEnsemble", "ClipConfig", "ClipVisionConfig", "ClipTextConfig", "load_clip",
            "load_ensemble", "build_clip", "read_clip_state_dict", "config_from_state_dict", "model_config",

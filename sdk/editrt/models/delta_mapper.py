@@ -1,4 +1,4 @@
-"""DeltaEdit's Delta Mapper: (S code, CLIP condition) -> S-space delta (REFERENCES.md §4.3).
+"""DeltaEdit's Delta Mapper: (S code, CLIP condition) -> S-space delta (DeltaEdit delta_mapper.py).
 
 The network is the reference ``delta_mapper.py`` module tree, so ``net_face.pth`` loads with its
 state_dict keys unchanged: ``{sm,cm,fm}_{coarse,medium,fine}.mapping.{i}.{weight,bias}`` with

@@ -103,6 +103,15 @@ def register(spec: ModelSpec) -> ModelSpec:
     return spec
 
 
+_FAMILY_SPECS: dict[str, Callable[[str], Iterator[ModelSpec]]] = {}
+
+
+def register_family_specs(family: str, specs_for: Callable[[str], Iterator[ModelSpec]]) -> None:
+    """Let ``get_spec("<family>/<arch>/<part>")`` build the specs of an architecture that is not
+    pre-registered (CLIP: any open_clip name) by calling ``specs_for(arch)``."""
+    _FAMILY_SPECS[family] = specs_for
+
+
 def register_provider(provider: Callable[[], Iterator[ModelSpec]]) -> None:
     """Register a function that yields specs lazily (model modules call this at import)."""
     _PROVIDERS.append(provider)
@@ -122,6 +131,13 @@ def _load_all() -> None:
 
 def get_spec(name: str) -> ModelSpec:
     _load_all()
+    family, _, rest = name.partition("/")
+    if name not in _SPECS and family in _FAMILY_SPECS and "/" in rest:
+        try:
+            for spec in _FAMILY_SPECS[family](rest.rsplit("/", 1)[0]):
+                _SPECS.setdefault(spec.name, spec)
+        except InputError:
+            pass  # not an architecture of that family: reported below with the known names
     if name not in _SPECS:
         known = ", ".join(sorted(_SPECS))
         raise InputError(f"unknown model spec {name!r}; known: {known}")

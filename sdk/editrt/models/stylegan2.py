@@ -17,7 +17,7 @@ Public API (everything else is private)::
     code.with_conv_view(flat)    # replace conv layers, keep tRGB (DeltaEdit decoder_validate)
     code["conv1_4"], code[0:2], StyleCode.cat([...]), code + delta, 2.0 * code, code.to("cuda")
 
-S-space definition (REFERENCES.md §2.2): for each style layer L, ``s_L = L.conv.modulation(w[:, i_L])``
+S-space definition (StyleCLIP global_torch/manipulate.py): for each style layer L, ``s_L = L.conv.modulation(w[:, i_L])``
 with the W+ index pattern conv1_4:0, torgb_4:1, then per resolution r = 8..size (block k):
 conv0_r: 1+2k, conv1_r: 2+2k, torgb_r: 3+2k. Channel counts are the layers' *input* channels.
 Layer names: ``conv1_4, torgb_4, conv0_8, conv1_8, torgb_8, ..., torgb_<size>``; ``StyleLayer.reference_name``

@@ -120,7 +120,7 @@ _register_known()
 
 
 def soft_clamp(x: torch.Tensor, beta: float = 5.0) -> torch.Tensor:
-    """FlexIT's smooth clamp of [0,1]-ish values into [0,1] (REFERENCES.md §1.3 step 3).
+    """FlexIT's smooth clamp of [0,1]-ish values into [0,1] (FlexIT src/vqc_core.py ``soft_clamp``).
 
     ``x = 2x-1; x = tanh(x**b); x = relu(x)**(1/b) - relu(-x)**(1/b); (x+1)/2``. The root's
     gradient is infinite at exactly 0 (the reference then yields NaN); here it is 0 there.
