@@ -271,7 +271,8 @@ def read_generator_checkpoint(path: str | Path, *, allow_pickle: bool = False
         hint = StyleGAN2Config(conv_clamp=None if clamp is None else float(clamp))
         sd, w_avg = nvidia_to_rosinality(state)
         return sd, w_avg, hint
-    ckpt = load_checkpoint(path, allow_pickle=allow_pickle)
+    # rosinality's train.py saves its argparse ``args`` beside the weights: read as a placeholder
+    ckpt = load_checkpoint(path, allow_pickle=allow_pickle, stub_globals=("argparse.Namespace",))
     if not isinstance(ckpt, Mapping):
         raise WeightsError(f"{path} holds a {type(ckpt).__name__}, not a StyleGAN2 checkpoint dict")
     latent_avg = ckpt.get("latent_avg") if isinstance(ckpt.get("latent_avg"), torch.Tensor) else None
