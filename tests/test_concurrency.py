@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import threading
 
+import pytest
 import torch
 
 from editrt import ops
@@ -21,6 +22,7 @@ def _edit(editor, image):
     return editor.edit(image, "a red circle", "a blue square", steps=1, seed=3, progress=False)
 
 
+@pytest.mark.slow  # four tiny ONNX exports and nine 1-step edits: about 30 s on an idle 2-core machine
 def test_eight_threads_first_use_of_one_onnxruntime_editor(tmp_path, monkeypatch):
     """Every engine is exported once (the others wait and reuse it), nothing process-wide is
     broken (stdout stays open), the caller's modules are untouched, and every thread's result is

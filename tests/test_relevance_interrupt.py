@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from editrt.cli import main
@@ -49,6 +50,7 @@ def _interrupt_after_first_rows(out: Path, sig: int, min_rows: int) -> tuple[int
     return proc.returncode, err, _rows_done(partial)
 
 
+@pytest.mark.slow  # two child processes and two full tiny relevance matrices
 def test_relevance_resumes_bitwise_after_sigint_and_sigterm(tmp_path):
     out = tmp_path / "fs3.safetensors"
     partial = out.with_name(out.name + ".partial.safetensors")

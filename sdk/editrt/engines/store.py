@@ -337,13 +337,17 @@ class ArtifactStore:
         return out
 
     def touch(self, key: ArtifactKey) -> None:
-        """Record that ``key``'s artifact was just used (least-recently-used eviction)."""
-        with self._locked():
-            data = self.manifest()
-            entry = data["artifacts"].get(key.slot)
-            if entry is not None:
-                entry["last_used"] = time.time()
-                self._write_manifest(data)
+        """Record that ``key``'s artifact was just used (least-recently-used eviction). Best
+        effort: a read-only store still loads, it only keeps its old order."""
+        try:
+            with self._locked():
+                data = self.manifest()
+                entry = data["artifacts"].get(key.slot)
+                if entry is not None:
+                    entry["last_used"] = time.time()
+                    self._write_manifest(data)
+        except OSError as exc:
+            log.debug("could not record the use of %s: %s", key.slot, exc)
 
     def status(self, key: ArtifactKey) -> tuple[str, str]:
         """("ok" | "missing" | "stale", message) without raising."""
