@@ -267,7 +267,7 @@ API_CASES = [
     ("flexit-steps-float", lambda t: FlexITConfig(steps=2.5), errors.InputError, "FlexITConfig.steps"),
     ("flexit-steps-bool", lambda t: FlexITConfig(steps=True), errors.InputError, "FlexITConfig.steps"),
     ("flexit-clip-str", lambda t: FlexITConfig(clip_models="tiny"), errors.InputError, "clip_models"),
-    ("flexit-clip-unknown", lambda t: FlexITConfig(clip_models=("ViT-Z-99",)), errors.InputError, "ViT-Z-99"),
+    ("flexit-clip-blank", lambda t: FlexITConfig(clip_models=("ViT B 32",)), errors.InputError, "not CLIP model"),
     ("flexit-lpips-resnet", lambda t: FlexITConfig(lpips_net="resnet"), errors.InputError, "lpips_net"),
     ("flexit-vqgan-nope", lambda t: FlexITConfig(vqgan="nope"), errors.InputError, "FlexITConfig.vqgan"),
     ("flexit-coef-inf", lambda t: FlexITConfig(image_coef=float("-inf")), errors.InputError, "image_coef"),
@@ -350,13 +350,13 @@ def test_table_size():
 
 def test_config_name_lists_follow_the_models():
     from editrt import config
-    from editrt.models.clip import CLIP_NAMES
-    from editrt.models.lpips import _SLICES
+    from editrt.models.lpips import TOY, _SLICES
     from editrt.models.vqgan import VQGAN_CONFIGS
 
-    assert set(config.CLIP_NETWORKS) == set(CLIP_NAMES)
     assert set(config.VQGAN_NAMES) == set(VQGAN_CONFIGS)
-    assert set(config.LPIPS_NETS) == set(_SLICES)
+    assert set(config.LPIPS_NETS) == set(_SLICES) | {TOY}
+    for name, cfg in FlexITConfig.presets().items():  # every preset passes its own checks
+        assert cfg == FlexITConfig.from_dict(cfg.to_dict()), name
 
 
 def test_random_weights_config_without_preset_uses_tiny_networks(world, tmp_path):
