@@ -424,13 +424,23 @@ def test_text_chunk_message_is_not_truncation(world):
     assert zlib  # (the chunk is zlib-compressed text: Pillow refuses to inflate it)
 
 
-def test_animated_input_uses_the_first_frame_and_says_so(tmp_path, caplog):
+def test_animated_input_uses_the_first_frame_and_says_so(tmp_path):
+    import logging
+
     from editrt.imageio import load_image
 
     frames = [Image.new("RGB", (40, 40), c) for c in ((255, 0, 0), (0, 255, 0), (0, 0, 255))]
     p = tmp_path / "anim.gif"
     frames[0].save(p, save_all=True, append_images=frames[1:], duration=40)
-    with caplog.at_level("WARNING", logger="editrt.imageio"):
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append
+    logger = logging.getLogger("editrt.imageio")
+    logger.addHandler(handler)
+    try:
         img = load_image(p)
+    finally:
+        logger.removeHandler(handler)
     assert img.getpixel((5, 5))[0] > 200  # the first (red) frame
-    assert "3 frames" in caplog.text and "first one" in caplog.text
+    text = " ".join(r.getMessage() for r in records)
+    assert "3 frames" in text and "first one" in text
