@@ -213,15 +213,21 @@ def error_payload(exc: BaseException) -> str:
 
 
 def parse_error(text: str) -> dict | None:
-    """The ``{"type", "message"}`` of an :func:`error_payload` inside ``text``, or None."""
+    """The ``{"type", "message"}`` of an :func:`error_payload` inside ``text``, or None. The
+    payload is ASCII (``json.dumps``), so a once more escaped copy (as some transports show
+    tracebacks) is unescaped safely."""
     start = text.find(ERROR_MARK)
     if start < 0:
         return None
-    try:
-        payload, _ = json.JSONDecoder().raw_decode(text, start + len(ERROR_MARK))
-    except ValueError:
-        return None
-    return payload if isinstance(payload, dict) and {"type", "message"} <= payload.keys() else None
+    tail = text[start + len(ERROR_MARK):]
+    for candidate in (tail, tail.encode("ascii", "backslashreplace").decode("unicode_escape")):
+        try:
+            payload, _ = json.JSONDecoder().raw_decode(candidate)
+        except ValueError:
+            continue
+        if isinstance(payload, dict) and {"type", "message"} <= payload.keys():
+            return payload
+    return None
 
 
 def error_class(kind: str) -> type[E.EditrtError]:

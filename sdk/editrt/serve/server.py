@@ -156,8 +156,10 @@ class EditServer:
         """Drain (Triton refuses new requests and answers those it holds) and stop."""
         if self._triton is not None:
             t0 = time.perf_counter()
+            stubs = _backend_stubs()
             self._triton.stop()
             self._triton = None
+            _reap(stubs)
             log.info("stopped in %.1f s", time.perf_counter() - t0)
 
     def serve_forever(self, on_ready=None) -> None:
@@ -184,6 +186,39 @@ class EditServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _backend_stubs() -> list:
+    """This process's Python-backend stub processes (children of its tritonserver)."""
+    import psutil
+
+    try:
+        children = psutil.Process().children(recursive=True)
+    except psutil.Error:
+        return []
+    stubs = []
+    for c in children:
+        try:
+            if c.cmdline() and c.cmdline()[0].endswith("triton_python_backend_stub"):
+                stubs.append(c)
+        except psutil.Error:
+            continue
+    return stubs
+
+
+def _reap(stubs: list, grace_s: float = 5.0) -> None:
+    # When tritonserver leaves at its exit timeout, stubs it did not unload outlive it (they
+    # ignore SIGTERM); end exactly those, so no stub stays behind.
+    import psutil
+
+    _, alive = psutil.wait_procs(stubs, timeout=grace_s)
+    for proc in alive:
+        log.debug("ending Python-backend stub %d left by tritonserver", proc.pid)
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(alive, timeout=grace_s)
 
 
 def model_config_rows(names: Sequence[str]) -> list[dict]:

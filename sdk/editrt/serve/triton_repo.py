@@ -59,11 +59,14 @@ def config_text(spec, *, kind: str, precision: str, max_batch: int, instances: i
 
     def tensor(t) -> str:
         shape = t.shape[1:] if use_batch else t.shape
-        dims = ", ".join(str(d) if isinstance(d, int) else "-1" for d in shape) or "1"
+        dims = ", ".join(str(d) if isinstance(d, int) else "-1" for d in shape)
+        # a per-item scalar ([B] only) is dims [1] reshaped to [] (Triton "Reshape")
+        extra = "" if dims else "\n    reshape: { shape: [ ] }"
         dtype = io_dtypes.get(t.name, t.dtype)  # reduced-precision graphs keep fp32 I/O
         if dtype not in TRITON_TYPES:
             raise InputError(f"{spec.name}: tensor {t.name} has dtype {dtype}, which Triton has no type for")
-        return f'  {{\n    name: "{t.name}"\n    data_type: {TRITON_TYPES[dtype]}\n    dims: [ {dims} ]\n  }}'
+        return (f'  {{\n    name: "{t.name}"\n    data_type: {TRITON_TYPES[dtype]}\n    dims: [ {dims or 1} ]'
+                f'{extra}\n  }}')
 
     lines = [f'name: "{model_name(spec.name, precision)}"', f'platform: "{PLATFORMS[kind]}"',
              f"max_batch_size: {max_batch if use_batch else 0}",
