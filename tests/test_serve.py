@@ -1,10 +1,11 @@
-"""`editrt serve` end to end: a real Triton server (PyTriton) on free loopback ports with the
-seeded random tiny networks, edits over HTTP and gRPC compared with the same SDK calls, bad
+"""`editrt serve --toy` end to end: a real Triton server (PyTriton) on free loopback ports with
+the trained toy FlexIT models and the seeded random tiny StyleGAN2/CLIP, edits over HTTP and gRPC compared with the same SDK calls, bad
 requests, 8 concurrent clients x 50 requests, and SIGTERM while under load (the last test: it
 stops the module's server). Every wait and loop is bounded in count and time."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -16,7 +17,7 @@ pytest.importorskip("pytriton")
 pytest.importorskip("tritonclient.grpc")
 
 from editrt.client import EditClient, png_pixels, triton_metrics  # noqa: E402
-from editrt.errors import BackendUnavailable, EditrtError, InputError  # noqa: E402
+from editrt.errors import BackendUnavailable, InputError  # noqa: E402
 from editrt.serve.protocol import encode_png  # noqa: E402
 from editrt.serve.process import ServerProcess, wait_until  # noqa: E402
 
@@ -27,7 +28,7 @@ FUSED_TOLERANCE = 1e-4  # max |diff| of a fused-batch edit vs the single SDK cal
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("serve")
-    s = ServerProcess(["--random-weights", "--drain-timeout", "10", "--max-batch", "8", "--queue-delay-us", "20000"],
+    s = ServerProcess(["--toy", "--drain-timeout", "10", "--max-batch", "8", "--queue-delay-us", "20000"],
                       startup_s=STARTUP_S, log=tmp / "server.log",
                       env={"OMP_NUM_THREADS": str(torch.get_num_threads()), "EDITRT_HOME": str(tmp / "home")})
     yield s
@@ -37,14 +38,15 @@ def server(tmp_path_factory):
 @pytest.fixture(scope="module")
 def editors():
     """The SDK editors the server runs, built independently in this process."""
-    from editrt.config import FlexITConfig
     from editrt.methods.flexit import FlexIT
     from editrt.methods.stylespace.deltaedit import DeltaEdit
     from editrt.methods.stylespace.feu import FEU
     from editrt.methods.stylespace.global_direction import GlobalDirection
+    from editrt.toy.models import TOY_FLEXIT, load_toy_models
 
     return {"global": GlobalDirection(random_init=True), "feu": FEU(random_init=True),
-            "deltaedit": DeltaEdit(random_init=True), "flexit": FlexIT(FlexITConfig.preset("tiny"), random_init=True)}
+            "deltaedit": DeltaEdit(random_init=True),
+            "flexit": FlexIT(TOY_FLEXIT, models=load_toy_models().flexit_models())}
 
 
 def _assert_same_style(served, ref) -> None:
@@ -92,6 +94,35 @@ def test_each_method_matches_the_sdk_bitwise(server, editors, protocol):
         assert torch.equal(c.embed_text("a face"), clip.embed_text(["a face"])[0])
 
 
+def test_editrt_client_command_writes_what_style_edit_writes(server, editors, tmp_path, capsys):
+    from editrt.cli import main
+    from editrt.imageio import save_image
+    from editrt.toy.demo import demo_image
+
+    out = tmp_path / "served.png"
+    argv = ["client", "--url", server.url("grpc"), "--method", "global", "--seed", "3", "--target", "smiling face",
+            "--alpha", "1,3", "-o", str(out)]
+    assert main(argv) == 0 and "channels changed" in capsys.readouterr().out
+    g = editors["global"]
+    ref = tmp_path / "sdk.png"
+    g.edit(g.codes_from_seeds([3]), "smiling face", alpha=[1.0, 3.0]).save(ref)
+    assert out.read_bytes() == ref.read_bytes()
+    assert json.loads((tmp_path / "served.png.json").read_text())["strengths"] == [1.0, 3.0]
+    photo = tmp_path / "circle.png"
+    save_image(demo_image(), photo)
+    flex = tmp_path / "flexit.png"
+    assert main(["client", "--url", server.url("http"), "--method", "flexit", "--image", str(photo), "--source",
+                 "orange circle", "--target", "red circle", "--steps", "2", "-o", str(flex)]) == 0
+    flex_ref = tmp_path / "flexit_ref.png"
+    editors["flexit"].edit(photo, "orange circle", "red circle", steps=2).save(flex_ref)
+    assert flex.read_bytes() == flex_ref.read_bytes()
+    assert main(["client", "--url", server.url("http"), "--status"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["models"][0] == "global"
+    assert main(["client", "--url", "127.0.0.1:1", "--status"]) == 6  # nothing listens there
+    assert main(["client", "--url", server.url("http"), "--method", "global", "--seed", "1", "--target", "",
+                 "-o", str(tmp_path / "x.png")]) == 2 and not (tmp_path / "x.png").exists()
+
+
 def _bad_requests(photo_png: bytes):
     yield "empty prompt", dict(target="   ", seed=1), "empty target"
     yield "over-long prompt", dict(target="x" * 5000, seed=1), "over the 1000-byte limit"
@@ -130,20 +161,23 @@ def test_bad_requests_get_editrt_errors_and_the_server_keeps_serving(server, pro
 
 def _load(url: str, clients: int, per_client: int, seeds: list[int], results: list, deadline: float,
           stop: threading.Event | None = None) -> list[threading.Thread]:
+    """Clients sending global edits; every attempt is recorded before it is sent and gets its
+    outcome (result or exception, of any type) when it returns."""
     def worker(n: int) -> None:
         with EditClient(url, timeout_s=60) as c:
             for j in range(per_client):
                 if time.monotonic() > deadline or (stop is not None and stop.is_set()):
                     return
                 seed = seeds[(n * per_client + j) % len(seeds)]
-                t0 = time.monotonic()
+                record = {"client": n, "seed": seed, "sent": time.monotonic()}
+                results.append(record)
                 try:
-                    r = c.edit(target="smiling face", seed=seed, method="global")
-                    results.append((n, seed, t0, time.monotonic(), r, None))
-                except EditrtError as exc:
-                    results.append((n, seed, t0, time.monotonic(), None, exc))
-                    if stop is not None:
-                        return
+                    record["result"] = c.edit(target="smiling face", seed=seed, method="global")
+                except Exception as exc:  # noqa: BLE001 - the test checks the types
+                    record["error"] = exc
+                record["done"] = time.monotonic()
+                if "error" in record and stop is not None:
+                    return
     threads = [threading.Thread(target=worker, args=(n,), daemon=True) for n in range(clients)]
     for t in threads:
         t.start()
@@ -159,12 +193,12 @@ def test_eight_concurrent_clients_fifty_requests_each(server, editors):
     for t in threads:
         t.join(timeout=180)
     assert not any(t.is_alive() for t in threads)
-    assert len(results) == 400, f"{len(results)} of 400 answered in time"
-    errors = [r[5] for r in results if r[5] is not None]
+    assert len(results) == 400 and all("done" in r for r in results), "requests left unanswered"
+    errors = [r["error"] for r in results if "error" in r]
     assert not errors, errors[:3]
     worst, fused = 0.0, 0
-    for _, seed, _, _, r, _ in results:
-        ref = refs[seed]
+    for rec in results:
+        r, ref = rec["result"], refs[rec["seed"]]
         worst = max(worst, float((r.images - ref.images).abs().max()))
         fused += r.extras["served"]["fused"] > 1
         if r.extras["served"]["fused"] == 1:
@@ -196,14 +230,16 @@ def test_sigterm_under_load_answers_every_request_then_stops(server, editors):
     assert not any(t.is_alive() for t in threads), "a client waited forever"
     assert rc == 0
     assert '{"stopped": true}' in output
-    ok = [r for r in results if r[5] is None]
-    failed = [r for r in results if r[5] is not None]
+    assert all("done" in r for r in results), "a request was left without an answer"
+    ok = [r for r in results if "result" in r]
+    failed = [r for r in results if "error" in r]
     assert len(ok) >= 40
-    for _, seed, _, _, r, _ in ok:
-        assert torch.allclose(r.images, refs[seed].images, atol=FUSED_TOLERANCE, rtol=0)
+    for r in ok:
+        assert torch.allclose(r["result"].images, refs[r["seed"]].images, atol=FUSED_TOLERANCE, rtol=0)
     # requests sent before the signal were drained (answered with an edit), not dropped
-    early = [r for r in results if r[2] < t_sig - 0.05]
-    assert early and all(r[5] is None for r in early), [r[5] for r in early if r[5] is not None][:3]
-    # after the drain the server refuses: clients get a clear error, not a hang
-    assert all(isinstance(r[5], (BackendUnavailable, EditrtError)) for r in failed)
-    assert all(r[3] - r[2] < 60 for r in results)
+    early = [r for r in results if r["sent"] < t_sig - 0.05]
+    assert early and all("result" in r for r in early), [r["error"] for r in early if "error" in r][:3]
+    # after the drain the server refuses: clients get editrt's BackendUnavailable, not a hang
+    assert failed and all(isinstance(r["error"], BackendUnavailable) for r in failed), \
+        [type(r["error"]).__name__ for r in failed][:5]
+    assert all(r["done"] - r["sent"] < 60 for r in results)

@@ -186,8 +186,9 @@ class EditClient:
             return fn(*args, **kw)
         except self._exc_type as exc:
             raise self._error(str(exc), getattr(exc, "status", lambda: None)()) from None
-        except (ConnectionError, OSError) as exc:
-            raise BackendUnavailable(f"editrt server at {self.protocol}://{self.url} is not reachable: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - transport failures (refused, closed mid-request, ...)
+            raise BackendUnavailable(f"editrt server at {self.protocol}://{self.url} is not reachable: "
+                                     f"{type(exc).__name__}: {exc}") from None
 
     def _error(self, text: str, status=None) -> EditrtError:
         payload = P.parse_error(text)

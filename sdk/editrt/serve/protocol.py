@@ -161,6 +161,8 @@ def decode_image(value, name: str = "image"):
         raise InputError(f"{name} is empty (0 bytes)")
     if len(data) > MAX_IMAGE_BYTES:
         raise InputError(f"{name} is {len(data) / 2**20:.1f} MiB, over the {MAX_IMAGE_BYTES // 2**20} MiB limit")
+    # Copied from editrt.imageio.load_image (bytes instead of a path): the same limits and
+    # messages; keep the two in step.
     try:
         with Image.open(io.BytesIO(data)) as img:
             w, h = img.size
