@@ -175,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_compare_unfused:
         rows += measure_server("unfused", common + ["--no-fuse"], args, refs)
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    settings.update(preset="tiny", device="cpu")  # the networks --random-weights serves
     settings["server"] = "editrt serve --random-weights (tiny StyleGAN2 32 px + tiny CLIP), PyTriton 0.7 / Triton 2.51"
     doc = harness.make_document(rows, environment=harness.collect_environment(
         "shared CPU machine: other jobs ran at the same time; compare ratios, not absolute times"), settings=settings)
