@@ -244,3 +244,17 @@ def test_serve_cli_describes_models_without_starting(capsys):
     assert de["threshold"]["optional"] and "beta" not in de
     with pytest.raises(SystemExit):
         main(["serve", "--methods", "global,bogus", "--describe"])
+
+
+def test_a_busy_port_is_refused_before_any_model_loads(monkeypatch):
+    import socket
+
+    from editrt.serve import server as S
+
+    monkeypatch.setattr(S.EditServer, "_load", lambda self: pytest.fail("models loaded before the port check"))
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        with pytest.raises(InputError, match=f"HTTP port {port} on 127.0.0.1 is not available"):
+            S.EditServer(ServeOptions(http_port=port, grpc_port=0, metrics_port=0), ModelSource(random_weights=True))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import signal
+import socket
 import threading
 import time
 from typing import Sequence
@@ -88,6 +89,7 @@ class EditServer:
         if not is_loopback(self.options.host):
             log.warning("serving on %s: reachable from other machines (editrt's default is %s)",
                         self.options.host, DEFAULT_HOST)
+        self._check_ports()  # before minutes of model loading
         self.handlers = self._load()
         self._triton = None
         self._stop_requested = threading.Event()
@@ -106,6 +108,16 @@ class EditServer:
                 handlers[kind] = ClipHandler(kind, clip, fuse=self.options.fuse)
         log.info("loaded %s in %.1f s", ", ".join(handlers), time.perf_counter() - t0)
         return handlers
+
+    def _check_ports(self) -> None:
+        o = self.options
+        for name, port in (("HTTP", o.http_port), ("gRPC", o.grpc_port), ("metrics", o.metrics_port)):
+            with socket.socket(socket.AF_INET6 if ":" in o.host else socket.AF_INET, socket.SOCK_STREAM) as s:
+                try:
+                    s.bind((o.host, port))
+                except OSError as exc:
+                    raise InputError(f"{name} port {port} on {o.host} is not available ({exc.strerror}); "
+                                     "choose another (0 picks a free one)") from None
 
     def model_names(self) -> list[str]:
         return list(self.handlers)
@@ -127,7 +139,6 @@ class EditServer:
     def start(self) -> "EditServer":
         """Start Triton and bind every model; returns once the server reports ready."""
         try:
-            from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
             from pytriton.triton import Triton, TritonConfig
         except ImportError as exc:
             raise BackendUnavailable(f"serving needs the serve extra (pip install 'editrt[serve]'): {exc}") from None
@@ -137,20 +148,30 @@ class EditServer:
                               log_verbose=o.log_verbose, allow_gpu_metrics=False)
         with stub_environment():
             triton = Triton(config=config)
-            for name, handler in self.handlers.items():
-                triton.bind(
-                    model_name=name, infer_func=handler,
-                    inputs=[Tensor(name=s.name, dtype=s.dtype, shape=s.shape, optional=s.optional)
-                            for s in P.INPUTS[name]],
-                    outputs=[Tensor(name=s.name, dtype=s.dtype, shape=s.shape) for s in P.OUTPUTS[name]],
-                    config=ModelConfig(max_batch_size=o.max_batch,
-                                       batcher=DynamicBatcher(max_queue_delay_microseconds=o.queue_delay_us)),
-                    strict=True)
-            triton.run()
+            try:
+                self._bind(triton)
+                triton.run()
+            except Exception as exc:  # noqa: BLE001 - PyTriton raises plain exceptions
+                triton.stop()
+                raise BackendUnavailable(f"the Triton server did not start: {type(exc).__name__}: {exc}") from exc
         self._triton = triton
         log.info("serving %s: HTTP %s, gRPC %s, metrics %s", ", ".join(self.handlers), self.http_url,
                  self.grpc_url, self.metrics_url)
         return self
+
+    def _bind(self, triton) -> None:
+        """One Triton model per handler: typed inputs/outputs, dynamic batching."""
+        from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
+
+        o = self.options
+        for name, handler in self.handlers.items():
+            triton.bind(
+                model_name=name, infer_func=handler,
+                inputs=[Tensor(name=s.name, dtype=s.dtype, shape=s.shape, optional=s.optional) for s in P.INPUTS[name]],
+                outputs=[Tensor(name=s.name, dtype=s.dtype, shape=s.shape) for s in P.OUTPUTS[name]],
+                config=ModelConfig(max_batch_size=o.max_batch,
+                                   batcher=DynamicBatcher(max_queue_delay_microseconds=o.queue_delay_us)),
+                strict=True)
 
     def stop(self) -> None:
         """Drain (Triton refuses new requests and answers those it holds) and stop."""
