@@ -258,3 +258,13 @@ def test_a_busy_port_is_refused_before_any_model_loads(monkeypatch):
         port = busy.getsockname()[1]
         with pytest.raises(InputError, match=f"HTTP port {port} on 127.0.0.1 is not available"):
             S.EditServer(ServeOptions(http_port=port, grpc_port=0, metrics_port=0), ModelSource(random_weights=True))
+
+
+def test_clip_models_use_the_first_served_methods_clip(tiny_models):
+    from types import SimpleNamespace
+
+    from editrt.serve.loading import clip_of
+
+    ensemble = tiny_models["clip"]
+    assert clip_of(SimpleNamespace(clip=ensemble)) is ensemble.nets[0]
+    assert clip_of(SimpleNamespace(clip=ensemble.nets[0])) is ensemble.nets[0]

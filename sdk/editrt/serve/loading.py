@@ -119,8 +119,10 @@ def _set_engine_precision(editor, precision: str) -> None:
 
 def clip_of(editor):
     """The CLIP net an editor embeds with (FlexIT: the first of its ensemble)."""
+    from ..models.clip import ClipEnsemble
+
     clip = editor.clip
-    return next(iter(clip)) if hasattr(clip, "__iter__") and not hasattr(clip, "embed_dim") else clip
+    return clip.nets[0] if isinstance(clip, ClipEnsemble) else clip
 
 
 __all__ = ["ModelSource", "load_editors", "clip_of", "PRECISIONS"]
