@@ -58,15 +58,16 @@ def load_editors(methods, source: ModelSource) -> dict:
     for method in methods:
         if method == "flexit":
             editor = _load_flexit(source)
+            _set_engine_precision(editor, source.precision)
         elif method in P.DIRECTION_METHODS:
             editor = _load_direction(method, source, shared)
+            _set_engine_precision(editor, source.precision)  # before the warm-up builds any engine
             if not shared:
                 shared.update(fs3=editor.fs3, stats=editor.stats)  # resolved (or computed) once, now
                 if source.backend == "torch":
                     shared.update(generator=editor.generator, clip=editor.clip)
         else:
             raise InputError(f"unknown method {method!r}; serve any of {', '.join(P.METHODS)}")
-        _set_engine_precision(editor, source.precision)
         editors[method] = editor
     return editors
 
