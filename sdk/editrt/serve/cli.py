@@ -31,14 +31,14 @@ def _floats(text: str) -> list[float]:
 
 
 def add_subcommands(sub) -> None:
-    from .server import DEFAULT_HOST
+    from .protocol import DEFAULT_HOST
 
     p = sub.add_parser("serve", help="serve the editors behind Triton Inference Server (HTTP, gRPC, metrics)")
     p.add_argument("--host", default=DEFAULT_HOST,
                    help=f"address of every endpoint (default {DEFAULT_HOST}; another address exposes the server)")
     p.add_argument("--http-port", type=int, default=8000, help="0 picks a free port")
-    p.add_argument("--grpc-port", type=int, default=8001)
-    p.add_argument("--metrics-port", type=int, default=8002)
+    p.add_argument("--grpc-port", type=int, default=8001, help="gRPC port (default 8001; 0 picks a free port)")
+    p.add_argument("--metrics-port", type=int, default=8002, help="Prometheus metrics port (default 8002)")
     p.add_argument("--methods", type=_methods, default=P.METHODS, help=f"comma-separated (default {','.join(P.METHODS)})")
     p.add_argument("--no-clip-models", action="store_true", help="do not serve clip_text / clip_image")
     p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime", "tensorrt"],
@@ -63,16 +63,16 @@ def add_subcommands(sub) -> None:
     c = sub.add_parser("client", help="send one edit to an `editrt serve` server and write the result")
     c.add_argument("--url", default="127.0.0.1:8000", help="host:port, http://host:port or grpc://host:port")
     c.add_argument("--grpc", action="store_true", help="host:port is the gRPC port")
-    c.add_argument("--method", choices=P.METHODS, default="global")
+    c.add_argument("--method", choices=P.METHODS, default="global", help="served method to call (default global)")
     c.add_argument("--image", type=Path, help="input image (flexit; direction methods invert it with e4e)")
     c.add_argument("--seed", type=int, help="direction methods: generator sample; flexit: optimisation seed")
     c.add_argument("--target", help="text of the wanted result")
     c.add_argument("--source", help="flexit: text describing the input")
     c.add_argument("--neutral", help="global/deltaedit neutral text")
     c.add_argument("--strength", "--alpha", type=_floats, dest="strength", help="strength(s), comma-separated")
-    c.add_argument("--beta", type=float)
-    c.add_argument("--threshold", type=float)
-    c.add_argument("--k", type=int)
+    c.add_argument("--beta", type=float, help="disentanglement threshold (global/feu)")
+    c.add_argument("--threshold", type=float, help="DeltaEdit channel-mask threshold")
+    c.add_argument("--k", type=int, help="FEU: positives/negatives retrieved")
     c.add_argument("--steps", type=int, help="flexit updates")
     c.add_argument("-o", "--output", type=Path, help="output image (.png, ...) and its .json summary")
     c.add_argument("--timeout", type=float, default=300.0, help="seconds per request")

@@ -41,6 +41,8 @@ import numpy as np
 from .. import errors as E
 from ..errors import InputError
 
+DEFAULT_HOST = "127.0.0.1"  # every endpoint binds here unless told otherwise (not exposed)
+
 DIRECTION_METHODS = ("global", "feu", "deltaedit")
 METHODS = DIRECTION_METHODS + ("flexit",)
 CLIP_MODELS = ("clip_text", "clip_image")

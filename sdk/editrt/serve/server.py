@@ -30,7 +30,7 @@ from .runtime import free_port, is_loopback, stub_environment
 
 log = logging.getLogger(__name__)
 
-DEFAULT_HOST = "127.0.0.1"
+from .protocol import DEFAULT_HOST  # noqa: E402 - the CLI reads it without importing the server
 
 
 @dataclasses.dataclass(frozen=True)
