@@ -140,6 +140,8 @@ def _reference_transform(out_size: int, degrees: float, scale: tuple[float, floa
 def _views_one_by_one(images: torch.Tensor, n_views: int, tf) -> torch.Tensor:
     """View k of image b at index b * n_views + k, each drawn by ``tf`` from torch's global RNG
     in that order (per view: rotation angle, crop box, flip)."""
+    if n_views < 1:
+        raise ValueError(f"n_views must be >= 1, got {n_views} (FlexIT's n_augment=0 uses no random view)")
     return torch.stack([tf(img) for img in images for _ in range(n_views)])
 
 
