@@ -142,6 +142,9 @@ class FlexIT:
         self.device = torch.device(device)
         if backend not in ("torch", "onnxruntime", "tensorrt"):
             raise InputError(f"unknown backend {backend!r}; use torch, onnxruntime or tensorrt")
+        if self.config.exact_reference and backend != "torch":
+            raise InputError(f"exact_reference reproduces the reference's torch loop: use backend='torch', "
+                             f"not {backend!r}")
         self.backend = backend
         kw = dict(weights=weights, random_init=random_init, seed=seed, device=self.device, download=download)
         models = dict(models or {})
