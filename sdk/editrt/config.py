@@ -119,7 +119,7 @@ class FlexITConfig(ConfigBase):
     # reductions, so a one-image run reproduces FlexitEditer's trajectory bit for bit on CPU
     # (fp32, same thread count). edit(seed=s) seeds the global RNG (torch.manual_seed(s), as
     # before FlexitEditer.__call__); seed=None uses its current state. Needs reference_noise=True,
-    # gpu_augment=False and compile="off". Slower than the default; for checks, not production.
+    # compile="off" and, with views, gpu_augment=False. Slower than the default; for checks.
     exact_reference: bool = False
     snapshot_steps: tuple[int, ...] = (16, 32, 64, 160)
     # Speed switches (each measurable in benchmarks/flexit_loop.py). None = automatic:
@@ -151,7 +151,7 @@ class FlexITConfig(ConfigBase):
             raise InputError(f"FlexITConfig: invalid value for {', '.join(bad)}: "
                              + ", ".join(f"{k}={getattr(self, k)!r}" for k in bad))
         if self.exact_reference:
-            needs = {"reference_noise": True, "gpu_augment": False, "compile": "off"}
+            needs = {"reference_noise": True, "compile": "off", **({"gpu_augment": False} if self.n_augment else {})}
             wrong = [f"{k}={v!r}" for k, v in needs.items() if getattr(self, k) != v]
             if wrong:
                 raise InputError("FlexITConfig: exact_reference=True reproduces the reference's draws and "

@@ -240,7 +240,8 @@ class FlexIT:
     # -- one step --------------------------------------------------------------------------------
     def _view_inputs(self, batch: int, gen: torch.Generator) -> list:
         """Per CLIP net: warp matrices for the batched path (sampled here, outside any compiled
-        region), or a seed for the reference path's torchvision transforms."""
+        region), a seed for the seeded torchvision path, or None where the views are deterministic
+        (n_augment=0) or drawn from the global RNG as they are applied (exact_reference)."""
         cfg, s = self.config, self.config.image_size
         if cfg.n_augment == 0 or cfg.exact_reference:  # deterministic views / drawn while applied
             return [None for _ in self.clip]
