@@ -119,7 +119,8 @@ class FlexITConfig(ConfigBase):
     # reductions, so a one-image run reproduces FlexitEditer's trajectory bit for bit on CPU
     # (fp32, same thread count). edit(seed=s) seeds the global RNG (torch.manual_seed(s), as
     # before FlexitEditer.__call__); seed=None uses its current state. Needs reference_noise=True,
-    # compile="off" and, with views, gpu_augment=False. Slower than the default; for checks.
+    # compile="off" and, with views, gpu_augment=False. It runs LPIPS on both images every step
+    # and the views one by one: for checks, not for speed.
     exact_reference: bool = False
     snapshot_steps: tuple[int, ...] = (16, 32, 64, 160)
     # Speed switches (each measurable in benchmarks/flexit_loop.py). None = automatic:
