@@ -8,10 +8,11 @@ out here without editrt's FlexIT. Only the networks come from editrt: seeded ran
 CLIP towers and the lpips package's LPIPS-vgg with a seeded trunk, which the reference would load
 from checkpoint files. Their parameters are frozen here as in editrt; the reference leaves them
 trainable, which only adds parameter gradients, but on CPU open_clip's text attention then rounds
-its last bits differently (measured: text embeddings and z after one step differ by ~6e-8).
+its last bits differently (measured here: z after one step then differs by up to 9e-8).
 
-tests/test_flexit_exact.py runs editrt's FlexIT with ``exact_reference=True`` and compares it with
-this loop bit for bit, live, and with the stored file. Regenerate only when this loop changes:
+tests/test_flexit_exact.py runs editrt's FlexIT with ``exact_reference=True`` and compares it bit
+for bit with the stored file where ``environment()`` matches the one that recorded it, and with
+this loop run live elsewhere. Regenerate only when this loop changes:
 
     PYTHONPATH=sdk .venv/bin/python scripts/make_goldens_flexit.py
 """
