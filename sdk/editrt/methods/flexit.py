@@ -255,7 +255,7 @@ class FlexIT:
         normalised)."""
         cfg, size = self.config, net.image_size
         if cfg.n_augment == 0:  # the reference's ncuts=0: test_prep without Normalize
-            return net.resize_crop(image)
+            return resize_center_crop(image, size)
         if cfg.exact_reference:
             return augment.global_rng_views(image, cfg.n_augment, size, degrees=cfg.rotation_degrees,
                                             scale=cfg.crop_scale, ratio=cfg.crop_ratio, hflip=cfg.hflip)
