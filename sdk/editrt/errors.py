@@ -43,3 +43,9 @@ class OutputError(EditrtError, OSError):
     """An output cannot be written: disk full, read-only file system, no permission."""
 
     exit_code = 7
+
+
+class EmptyEditWarning(UserWarning):
+    """An edit had nothing to change (e.g. DeltaEdit's channel mask removed every channel), so
+    its output equals the source. A warning, not an error, so a batch keeps going; turn it into
+    one with ``warnings.simplefilter("error", EmptyEditWarning)``."""
