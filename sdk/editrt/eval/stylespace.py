@@ -59,7 +59,7 @@ class Source:
     origin: str  # "generated:<pool index>" or "inverted"
 
 
-def generated_sources(toy, queries, *, pool: int = 4096, seed: int = 0, batch: int = 256) -> list[Source]:
+def generated_sources(toy, queries, *, pool: int = 2048, seed: int = 0, batch: int = 128) -> list[Source]:
     """For each query a distinct confident generator sample of its source class (z from
     ``torch.Generator(seed)``); queries whose class has too few such samples fall back to inversion."""
     from ..toy import world
