@@ -77,8 +77,10 @@ def test_demo_runs(tmp_path, capsys):
     assert demo.run(tmp_path, steps=2) == 0
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["steps"] == 2 and report["classifier_before"][0][0] == "orange circle"
-    for name in ("input.png", "flexit_output.png", "comparison.png"):
+    for name in ("input.png", "flexit_output.png", "comparison.png", "global_output.png", "feu_output.png",
+                 "deltaedit_output.png", "inverted_output.png"):
         assert (tmp_path / name).is_file()
+    assert set(report["direction_methods"]) == {"inverted", "global", "feu", "deltaedit"}
     assert "classifier before" in capsys.readouterr().out
 
 

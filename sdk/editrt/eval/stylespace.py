@@ -210,11 +210,12 @@ def _aggregate(rows: list[dict]) -> dict:
 def evaluate_stylespace(toy, out_dir: str | Path, *, split: str = "test", limit: int | None = None,
                         sources: str = "generated", flexit: bool = True, flexit_steps: int | None = None,
                         methods: Sequence[str] = ("global", "feu", "deltaedit", "channel", "none"),
-                        seed: int = 0, progress: bool = True) -> dict:
+                        seed: int = 0, pool: int = 2048, progress: bool = True) -> dict:
     """Run the protocol; writes the summary JSON, a Markdown table and an example grid to ``out_dir``.
 
     split: the half the table reports ("test", "dev" or "all"); grid points are chosen on "dev"
-    (on the reported queries themselves when split is "all"). Returns the summary dict.
+    (on the reported queries themselves when split is "all"). pool: generator samples the sources
+    are picked from. Returns the summary dict.
     """
     from tqdm.auto import tqdm
 
@@ -234,7 +235,7 @@ def evaluate_stylespace(toy, out_dir: str | Path, *, split: str = "test", limit:
     report_q = pick(True) if split == "test" else pick(False) if split == "dev" else all_q[:limit]
     select_q = pick(False) if split == "test" else report_q
     queries = list({q.query_id: q for q in [*select_q, *report_q]}.values())
-    srcs = (generated_sources(toy, queries, seed=seed) if sources == "generated"
+    srcs = (generated_sources(toy, queries, pool=pool, seed=seed) if sources == "generated"
             else [inverted_source(toy, world.query_image(q)) for q in queries])
     src_of = {q.query_id: s for q, s in zip(queries, srcs)}
     runners = direction_methods(toy, include=methods)

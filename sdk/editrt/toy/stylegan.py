@@ -80,12 +80,14 @@ def heldout_images(n_per_class: int = 4, size: int = IMAGE_SIZE) -> tuple[torch.
     return world.make_images(labels.tolist(), world.STREAM_STATS, idx, size), labels
 
 
-def train_toy_stylegan2(steps: int = 4000, batch: int = 32, lr: float = 2e-3, kl_weight: float = 1e-3,
-                        seed: int = 0, progress: bool = True, checkpoint=None, checkpoint_every: int = 500):
+def train_toy_stylegan2(steps: int = 3200, batch: int = 32, lr: float = 2e-3, kl_weight: float = 1e-3,
+                        seed: int = 0, progress: bool = True, checkpoint=None, checkpoint_every: int = 500,
+                        stop_at: int | None = None):
     """Returns (StyleGAN2 ``toy`` in eval mode, ToyStyleEncoder in eval mode, report dict).
 
     ``checkpoint``: optional path; the generator + encoder state is written there (atomically) every
-    ``checkpoint_every`` steps, so a long run can be inspected while it trains.
+    ``checkpoint_every`` steps, so a long run can be inspected while it trains. ``stop_at``: end
+    after that many steps of the ``steps``-long schedule (the same weights as that run's checkpoint).
     """
     from ..models.stylegan2 import StyleGAN2
     from .. import weights as W
@@ -100,8 +102,9 @@ def train_toy_stylegan2(steps: int = 4000, batch: int = 32, lr: float = 2e-3, kl
     rng = np.random.default_rng([seed, world.STREAM_TRAIN, 4])
     gen = torch.Generator().manual_seed(seed + 4)
     warm = max(1, steps // 5)
-    t0, bar, ema = time.perf_counter(), _bar(steps, "toy stylegan2", progress), None
-    for step in range(steps):
+    run = steps if stop_at is None else min(steps, int(stop_at))
+    t0, cpu0, bar, ema = time.perf_counter(), time.process_time(), _bar(run, "toy stylegan2", progress), None
+    for step in range(run):
         _cosine_lr(opt, lr, step, steps, warmup=max(1, steps // 40))
         x, _ = world.random_batch(rng, batch, size=IMAGE_SIZE)
         mu, logvar = E(x)
@@ -117,6 +120,14 @@ def train_toy_stylegan2(steps: int = 4000, batch: int = 32, lr: float = 2e-3, kl
                               **{f"encoder.{k}": v for k, v in E.state_dict().items()}}, checkpoint)
             log.info("step %d: loss %.4f rec %.4f kl %.2f", step + 1, loss.item(), rec.item(), kl.item())
     bar.close()
+    report = {"objective": "vae (generator = decoder)", "steps": steps, "steps_run": run, "batch": batch, "lr": lr,
+              "kl_weight": kl_weight, "seed": seed, "train_loss_ema": ema, "seconds": time.perf_counter() - t0,
+              "cpu_seconds": time.process_time() - cpu0}
+    return finish(G, E, report, seed=seed)
+
+
+def finish(G, E, report: dict, *, seed: int = 0):
+    """Eval mode, ``latent_avg``, held-out reconstruction scores: (G, E, report)."""
     G.eval().requires_grad_(False)
     E.eval().requires_grad_(False)
     G._set_latent_avg(None, seed=seed)
@@ -125,11 +136,9 @@ def train_toy_stylegan2(steps: int = 4000, batch: int = 32, lr: float = 2e-3, kl
         mu, logvar = E(x)
         y = decode(G, mu).clamp(0, 1)
         kl = 0.5 * (mu.square() + logvar.exp() - 1 - logvar).sum(1).mean().item()
-    return G, E, {"objective": "vae (generator = decoder)", "steps": steps, "batch": batch, "lr": lr,
-                  "kl_weight": kl_weight, "seed": seed, "train_loss_ema": ema,
-                  "heldout_reconstruction_l1": (y - x).abs().mean().item(),
+    return G, E, {**report, "heldout_reconstruction_l1": (y - x).abs().mean().item(),
                   "heldout_reconstruction_psnr": float(-10 * math.log10(F.mse_loss(y, x).item())),
-                  "heldout_kl_nats": kl, "seconds": time.perf_counter() - t0}
+                  "heldout_kl_nats": kl}
 
 
 @torch.no_grad()
@@ -154,5 +163,5 @@ def sample_recognition(generator, classifier, n: int = 512, *, seed: int = 0, ps
             "classes_covered": sum(v > 0 for v in per_class.values()), "per_class": per_class}
 
 
-__all__ = ["ToyStyleEncoder", "train_toy_stylegan2", "sample_recognition", "decode", "heldout_images",
+__all__ = ["ToyStyleEncoder", "train_toy_stylegan2", "finish", "sample_recognition", "decode", "heldout_images",
            "saturation_weighted_error", "GENERATOR_NAME", "IMAGE_SIZE"]
