@@ -56,11 +56,11 @@ def main(argv=None) -> int:
     p.add_argument("--stylegan2-stop-at", type=int, default=1500,
                    help="end after this many steps of the --stylegan2-steps cosine schedule (the shipped "
                         "generator is the step-1500 point of the 3200-step schedule: the shared CPU's budget)")
-    p.add_argument("--relevance-images", type=int, default=20)
-    p.add_argument("--stats-samples", type=int, default=20_000)
-    p.add_argument("--corpus-samples", type=int, default=2000)
-    p.add_argument("--mapper-steps", type=int, default=3000)
-    p.add_argument("--mapper-samples", type=int, default=20_000)
+    p.add_argument("--relevance-images", type=int, default=10)
+    p.add_argument("--stats-samples", type=int, default=10_000)
+    p.add_argument("--corpus-samples", type=int, default=1000)
+    p.add_argument("--mapper-steps", type=int, default=2000)
+    p.add_argument("--mapper-samples", type=int, default=10_000)
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
 

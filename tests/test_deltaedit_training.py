@@ -117,3 +117,19 @@ def test_shipped_toy_mapper_beats_predicting_no_change():
     assert v["loss"] < 0.8 * v["zero_prediction_loss"]
     assert mapper.config.s_dim == StyleLayout.from_config("toy").conv_total
     assert meta["settings"]["generator"] == "toy" and meta["settings"]["clip_model"] == "tiny"
+
+
+@pytest.mark.slow
+def test_fresh_seed_reproduces_the_shipped_validation_loss(tmp_path):
+    """`editrt train deltaedit` with another seed lands within 5% of the shipped mapper's validation
+    loss (same validation pairs: they come from --val-seed). Minutes on a CPU."""
+    from editrt.cli import main
+    from editrt.toy import models as TM
+
+    _, meta = DT.load_trained_mapper(TM.toy_dir() / TM.MAPPER_FILE)
+    s = meta["settings"]
+    out = tmp_path / "m.safetensors"
+    assert main(["train", "deltaedit", "--generator", "toy", "--clip", "tiny", "--seed", str(s["seed"] + 1),
+                 "--steps", str(s["steps"]), "--samples", str(s["samples"]), "--no-progress", "-o", str(out)]) == 0
+    _, fresh = DT.load_trained_mapper(out)
+    assert abs(fresh["validation"]["loss"] - meta["validation"]["loss"]) <= 0.05 * meta["validation"]["loss"]

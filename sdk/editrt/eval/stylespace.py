@@ -109,6 +109,8 @@ class Method:
     name: str
     grid: tuple[dict, ...]
     run: Callable[[Source, object, Sequence[dict]], torch.Tensor]
+    batch: int = 1  # queries per call of ``run_batch`` (when set)
+    run_batch: Callable[[list[Source], list], list[torch.Tensor]] | None = None
 
 
 def _by_beta(settings: Sequence[dict], edit: Callable[[float, list[float]], torch.Tensor]) -> torch.Tensor:
@@ -160,19 +162,23 @@ def direction_methods(toy, *, include: Sequence[str] = ("global", "feu", "deltae
     return methods
 
 
-def flexit_method(steps: int | None = None, seed: int = 0) -> Method:
-    """FlexIT with the toy world's CLIP/VQGAN on the same (64 px upsampled) source images."""
+def flexit_method(steps: int | None = None, seed: int = 0, batch: int = 8) -> Method:
+    """FlexIT with the toy world's CLIP/VQGAN on the same (64 px upsampled) source images,
+    ``batch`` queries per edit call (every loss is per image, so batching changes no result)."""
     from ..methods.flexit import FlexIT
     from ..toy.models import TOY_FLEXIT, load_toy_models
 
     cfg = TOY_FLEXIT if steps is None else TOY_FLEXIT.replace(steps=int(steps))
     editor = FlexIT(cfg, models=load_toy_models().flexit_models(), seed=seed)
 
-    def run(src, q, settings):
-        x = F.interpolate(src.image[None], size=(64, 64), mode="bilinear", align_corners=False)[0].clamp(0, 1)
-        return editor.edit(x, q.source, q.target, seed=seed).images[:1].clamp(0, 1)
+    def run_batch(srcs, qs):
+        x = F.interpolate(torch.stack([s.image for s in srcs]), size=(64, 64), mode="bilinear",
+                          align_corners=False).clamp(0, 1)
+        res = editor.edit(list(x), [q.source for q in qs], [q.target for q in qs], seed=seed)
+        return [im[None].clamp(0, 1) for im in res.images]
 
-    return Method("FlexIT", ({"steps": cfg.steps},), run)
+    return Method("FlexIT", ({"steps": cfg.steps},), lambda src, q, st: run_batch([src], [q])[0], batch=batch,
+                  run_batch=run_batch)
 
 
 # -- scoring ------------------------------------------------------------------------------------
@@ -249,13 +255,15 @@ def evaluate_stylespace(toy, out_dir: str | Path, *, split: str = "test", limit:
         tm = time.perf_counter()
         per_setting: list[list[dict]] = [[] for _ in m.grid]
         qs = [q for q in queries if m.name != "FlexIT" or q.query_id in flexit_ids]  # FlexIT has no grid to select
-        for q in tqdm(qs, desc=m.name, unit="query", disable=not progress):
-            src = src_of[q.query_id]
-            imgs = m.run(src, q, m.grid)
-            for k, r in enumerate(score(toy, imgs, src.image, q)):
-                per_setting[k].append({**r, "query_id": q.query_id, "kind": q.kind, "is_test": q.is_test})
-            if len(examples.setdefault(m.name, [])) < 8 and q.query_id in flexit_ids:
-                examples[m.name].append(imgs)
+        chunks = [qs[i:i + m.batch] for i in range(0, len(qs), m.batch)]
+        for chunk in tqdm(chunks, desc=m.name, unit=f"x{m.batch} query", disable=not progress):
+            outs = (m.run_batch([src_of[q.query_id] for q in chunk], chunk) if m.run_batch is not None
+                    else [m.run(src_of[q.query_id], q, m.grid) for q in chunk])
+            for q, imgs in zip(chunk, outs):
+                for k, r in enumerate(score(toy, imgs, src_of[q.query_id].image, q)):
+                    per_setting[k].append({**r, "query_id": q.query_id, "kind": q.kind, "is_test": q.is_test})
+                if len(examples.setdefault(m.name, [])) < 8 and q.query_id in flexit_ids:
+                    examples[m.name].append(imgs)
         rows[m.name] = per_setting
         timings[m.name] = time.perf_counter() - tm
     select_ids, report_ids = {q.query_id for q in select_q}, {q.query_id for q in report_q}

@@ -5,6 +5,11 @@ Files (under ``editrt/data/toy/``, written by ``scripts/train_toy.py``):
 - ``clip_tiny.safetensors``: open_clip state_dict of CLIP ``tiny`` (fp16 storage, loaded as fp32)
 - ``vqgan_tiny.safetensors``: taming VQModel state_dict of VQGAN ``tiny`` (fp16 storage)
 - ``classifier.safetensors``: :class:`~editrt.toy.classifier.ToyClassifier` (fp32)
+- ``stylegan2_toy.safetensors`` + ``stylegan2_toy_encoder.safetensors``: the toy StyleGAN2 and its
+  encoder (:mod:`editrt.toy.stylegan`); ``stylegan2_toy_{stats,fs3,corpus}.safetensors`` and
+  ``deltaedit_toy.safetensors``: its channel statistics, relevance matrix, FEU corpus and Delta
+  Mapper, made by ``editrt relevance`` / ``editrt corpus build`` / ``editrt train deltaedit``
+  (``scripts/train_toy.py --only style-files``; the manifest records each command)
 - ``manifest.json``: training settings, seeds, held-out scores and the files' sha256
 
 LPIPS has no trained trunk in the toy world (its trunks are ImageNet networks, which cannot be
