@@ -55,9 +55,12 @@ def test_training_loop_writes_a_loadable_mapper(tmp_path, nets):
     assert not (tmp_path / "m.partial.safetensors").exists()
     mapper, meta = DT.load_trained_mapper(out)
     assert mapper.config.s_dim == G.layout.conv_total and meta["validation"] == v
+    from editrt.config import DeltaEditConfig
     from editrt.methods.stylespace import DeltaEdit
 
-    de = DeltaEdit(generator=G, clip=clip, mapper=mapper, random_init=True)
+    fs3 = torch.randn(G.layout.conv_total, clip.embed_dim, generator=torch.Generator().manual_seed(0))
+    de = DeltaEdit(generator=G, clip=clip, config=DeltaEditConfig.preset("tiny"), mapper=mapper, fs3=fs3,
+                   random_init=True)
     res = de.edit(de.codes_from_seeds([0]), "a red circle", "a circle", threshold=0.0)
     assert res.images.shape == (1, 1, 3, 32, 32)
 
@@ -94,8 +97,8 @@ def test_bad_inputs_are_clear(tmp_path, nets):
         DT.train_delta_mapper(G, clip, tmp_path / "no" / "m.safetensors", SMALL, progress=False)
     with pytest.raises(InputError, match="steps"):
         DT.DeltaTrainConfig(steps=0)
-    with pytest.raises(InputError, match="32 px"):
-        DT.mapper_config_for(_layout_only(StyleGAN2("tiny").config.replace(size=16)), 64)
+    with pytest.raises(InputError, match="conv style layers"):
+        DT.mapper_config_for(_layout_only(StyleGAN2("tiny").config.replace(size=8)), 64)
 
 
 def test_cli_train_deltaedit(tmp_path, capsys):

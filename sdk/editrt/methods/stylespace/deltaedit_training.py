@@ -87,12 +87,12 @@ def mapper_config_for(generator: "StyleGAN2", clip_embed_dim: int) -> DeltaMappe
     the rest, as upstream (the FFHQ 1024 layout gives the ``net_face.pth`` shape). A 32 px generator
     has no finer styles, so there medium is the 16 px block (2 layers). The coarse and medium
     branches share one MLP over their layers, so each keeps only leading layers of equal width;
-    the others move to the fine branch. Generators under 32 px have too few layers.
+    the others move to the fine branch. Generators under 16 px have too few layers.
     """
     chans = list(generator.layout.conv_channels)
     if len(chans) < COARSE_LAYERS + 2:
-        raise InputError(f"a Delta Mapper needs a generator of 32 px or more ({len(chans)} conv styles here, "
-                         f"at least {COARSE_LAYERS + 2} needed)")
+        raise InputError(f"a Delta Mapper needs at least {COARSE_LAYERS + 2} conv style layers (a generator of "
+                         f"16 px or more); this one has {len(chans)}")
 
     def equal_prefix(widths: list[int], limit: int) -> int:
         k = 1
