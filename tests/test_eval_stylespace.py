@@ -31,7 +31,7 @@ def test_protocol_runs_and_reports(tmp_path, toy):
     names = [r["method"] for r in s["rows"]]
     assert names == ["no edit", "best single channel", "StyleCLIP global", "DeltaEdit"]
     none = s["rows"][0]
-    assert none["accuracy"] == 0.0 and none["kept"] == 100.0 and none["lpips"] == 0.0
+    assert none["kept"] == 100.0 and none["lpips"] < 1e-6 and none["accuracy"] <= 50.0
     for r in s["rows"]:
         assert len(r["grid"]) >= 1 and r["setting"] in [g["setting"] for g in r["grid"]]
     assert json.loads((tmp_path / SP.SUMMARY_FILE).read_text())["queries"] == 2

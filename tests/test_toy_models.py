@@ -19,9 +19,10 @@ def test_weights_ship_with_the_package(toy):
     folder = TM.toy_dir()
     assert folder.parts[-3:] == ("editrt", "data", "toy")
     man = TM.manifest()
-    assert set(man["models"]) == {"vqgan", "clip", "classifier"}
-    total = sum((folder / f).stat().st_size for f in TM.WEIGHT_FILES)
-    assert total < 20e6
+    assert set(man["models"]) == {"vqgan", "clip", "classifier", "stylegan2", "stylegan2_encoder", "stylegan2_stats",
+                                  "stylegan2_fs3", "stylegan2_corpus", "deltaedit_mapper"}
+    total = sum((folder / f).stat().st_size for f in TM.WEIGHT_FILES + TM.STYLE_FILES)
+    assert total < 25e6
     import hashlib
 
     for entry in man["models"].values():
