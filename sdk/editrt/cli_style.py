@@ -125,14 +125,20 @@ def _common_kwargs(args) -> dict:
 
 
 def _method_config(args):
+    gen, clip = _names(args)
+    return style_method_config(args.method, random_init=args.random_weights, generator=gen, clip=clip)
+
+
+def style_method_config(method: str, *, random_init: bool, generator: str | None, clip: str | None):
+    """The config of ``method`` (global/feu/deltaedit): its tiny preset with random weights, else the
+    paper's, with the generator and CLIP names given (DeltaEdit's mapper follows the generator)."""
     from .config import DeltaEditConfig, FEUConfig, GlobalDirectionConfig
 
-    cls = {"global": GlobalDirectionConfig, "feu": FEUConfig, "deltaedit": DeltaEditConfig}[args.method]
-    cfg = cls.preset("tiny") if args.random_weights else cls()
-    gen, clip = _names(args)
-    changes = {k: v for k, v in (("generator", gen), ("clip_model", clip)) if v is not None}
-    if args.method == "deltaedit" and gen is not None:
-        changes["mapper"] = "tiny" if gen == "tiny" else "ffhq"
+    cls = {"global": GlobalDirectionConfig, "feu": FEUConfig, "deltaedit": DeltaEditConfig}[method]
+    cfg = cls.preset("tiny") if random_init else cls()
+    changes = {k: v for k, v in (("generator", generator), ("clip_model", clip)) if v is not None}
+    if method == "deltaedit" and generator is not None:
+        changes["mapper"] = "tiny" if generator == "tiny" else "ffhq"
     return cfg.replace(**changes)
 
 
