@@ -64,8 +64,7 @@ def _is_done(rec: dict | None, fingerprint: str, out: Path) -> bool:
                 and (out / str(rec.get("output", ""))).is_file())
 
 
-def _results_here(rows: list[Row], options: BatchOptions) -> Iterator[tuple[int, dict]]:
-    editor = RowEditor(options)
+def _results_here(rows: list[Row], editor: RowEditor) -> Iterator[tuple[int, dict]]:
     for i, row in enumerate(rows):
         yield i, editor(row)
 
@@ -85,16 +84,17 @@ def _results_on_ray(rows: list[Row], options: BatchOptions, address: str | None,
 
 def run(rows: Iterable[Mapping[str, Any] | Row] | str | Path, out_dir: str | Path, *,
         options: BatchOptions | None = None, ray: bool | str = False, workers: int | None = None,
-        progress: bool = False) -> BatchReport:
+        progress: bool = False, editor: RowEditor | None = None) -> BatchReport:
     """Edit every row (dicts with the manifest columns, Rows, or a manifest path) into ``out_dir``.
 
     ray: False runs here; True starts a local Ray cluster; a string is a cluster address
     (``auto``, ``HOST:PORT``, ``ray://HOST:PORT``). workers: Ray actors (default: one per GPU
-    with a CUDA device, else per CPU). Each actor loads its editors once.
+    with a CUDA device, else per CPU). Each actor loads its editors once. editor: a
+    :class:`RowEditor` to reuse (its loaded models) when running here; its options are used.
     """
     from tqdm.auto import tqdm
 
-    options = options or BatchOptions()
+    options = editor.options if editor is not None else (options or BatchOptions())
     rows = read_manifest(rows) if isinstance(rows, (str, Path)) else rows_from(rows)
     if not rows:
         raise InputError("the batch has no rows")
@@ -144,7 +144,7 @@ def run(rows: Iterable[Mapping[str, Any] | Row] | str | Path, out_dir: str | Pat
     if todo:
         if ray is False or ray is None:
             with tqdm(total=len(todo), desc="batch", unit="row", disable=not progress) as bar:
-                for i, res in _results_here(todo, options):
+                for i, res in _results_here(todo, editor or RowEditor(options)):
                     record(todo[i], res)
                     bar.update(1)
         else:

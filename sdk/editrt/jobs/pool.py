@@ -55,10 +55,17 @@ class ActorPool:
             raise InputError(f"the number of Ray workers must be >= 1, got {workers}")
         if depth < 1:
             raise InputError(f"tasks in flight per worker must be >= 1, got {depth}")
-        self.ray, self.depth = ray, depth
-        actor_cls = ray.remote(num_cpus=num_cpus, num_gpus=num_gpus, max_restarts=max_restarts,
-                               max_task_retries=max_restarts)(_Worker)
-        self.actors = [actor_cls.remote(builder, tuple(args)) for _ in range(workers)]
+        self.ray, self.depth, self.workers = ray, depth, workers
+        self._actor_cls = ray.remote(num_cpus=num_cpus, num_gpus=num_gpus, max_restarts=max_restarts,
+                                     max_task_retries=max_restarts)(_Worker)
+        self._builder, self._args = builder, tuple(args)
+        self._actors: list | None = None  # started on first use: a job with nothing to do loads no model
+
+    @property
+    def actors(self) -> list:
+        if self._actors is None:
+            self._actors = [self._actor_cls.remote(self._builder, self._args) for _ in range(self.workers)]
+        return self._actors
 
     def __enter__(self) -> "ActorPool":
         return self
@@ -67,9 +74,9 @@ class ActorPool:
         self.close()
 
     def close(self) -> None:
-        for actor in self.actors:
+        for actor in self._actors or []:
             self.ray.kill(actor, no_restart=True)
-        self.actors = []
+        self._actors = None
 
     def pids(self) -> list[int]:
         """Process id of each actor (waits until every actor is built)."""
@@ -84,6 +91,8 @@ class ActorPool:
         from tqdm.auto import tqdm
 
         ray = self.ray
+        if not tasks:
+            return
         pending = list(range(len(tasks)))[::-1]  # pop() from the end: submission in task order
         in_flight: dict[Any, tuple[int, int]] = {}  # ref -> (task index, actor index)
 
