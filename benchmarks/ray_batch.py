@@ -18,7 +18,6 @@ per task, measured two ways: a no-op task round trip through the same actor pool
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -103,7 +102,10 @@ def main(argv=None) -> int:
            "environment": harness.collect_environment(
                "shared 2-core VM, other jobs running: ratios of interleaved runs are the meaningful numbers"),
            "settings": {"rows": args.rows, "steps": args.steps, "rounds": args.rounds, "method": "flexit",
-                        "models": "tiny, seeded random", "ray_num_cpus": 2, "noop_tasks": args.noop_tasks},
+                        "models": "tiny, seeded random", "ray_num_cpus": 2, "noop_tasks": args.noop_tasks,
+                        # 0 turns off Ray's memory monitor, which kills workers when the whole machine
+                        # (other users' processes included) nears its memory limit
+                        "RAY_memory_monitor_refresh_ms": os.environ.get("RAY_memory_monitor_refresh_ms")},
            "ray_cluster_start_s": cluster_start, "results": results,
            "ray_overhead_per_task_s": {"noop_round_trip": noop, "job_minus_one_process_per_row": overhead_job}}
     for r in results:

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import logging
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
 from .. import imageio
 from ..errors import InputError
-from ..eval.protocol import _append_lines as append_jsonl
+from ..eval.protocol import _append_lines as append_jsonl, iter_jsonl
 from .editing import BatchOptions, RowEditor, check_row
 from .manifest import Row, read_manifest, rows_from
 
@@ -40,19 +39,7 @@ class BatchReport:
 
 def read_records(path: Path) -> dict[str, dict]:
     """The last complete line of each row id in a results file (a torn last line is ignored)."""
-    latest: dict[str, dict] = {}
-    if not path.is_file():
-        return latest
-    with open(path, "rb") as f:
-        for n, raw in enumerate(f, start=1):
-            try:
-                rec = json.loads(raw)
-            except json.JSONDecodeError:
-                log.warning("%s:%d: ignoring an incomplete line (interrupted run)", path, n)
-                continue
-            if isinstance(rec, dict) and isinstance(rec.get("id"), str):
-                latest[rec["id"]] = rec
-    return latest
+    return {rec["id"]: rec for rec in iter_jsonl(path) if isinstance(rec.get("id"), str)}
 
 
 def _fingerprint(row: Row, options: BatchOptions) -> str:

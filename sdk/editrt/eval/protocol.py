@@ -22,7 +22,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import torch
 
@@ -48,11 +48,10 @@ UNITS = {"accuracy": "% of queries whose restricted argmax is the target", "uned
          "sfid_mean": "mean term only (the reference eval.py value)", "csfid_mean": "mean term only, per class"}
 
 
-def read_results(path: Path) -> list[dict]:
-    """Complete lines of a results file (a torn last line is dropped)."""
+def iter_jsonl(path: Path) -> Iterator[dict]:
+    """The complete JSON-object lines of an append-only file (a torn last line is skipped)."""
     if not path.is_file():
-        return []
-    out = []
+        return
     with open(path, "rb") as f:
         for n, raw in enumerate(f, start=1):
             try:
@@ -60,9 +59,13 @@ def read_results(path: Path) -> list[dict]:
             except json.JSONDecodeError:
                 log.warning("%s:%d: ignoring an incomplete line (interrupted run)", path, n)
                 continue
-            if isinstance(rec, dict) and {"runner", "fingerprint", "query_id"} <= set(rec):
-                out.append(rec)
-    return out
+            if isinstance(rec, dict):
+                yield rec
+
+
+def read_results(path: Path) -> list[dict]:
+    """Complete lines of a results file (a torn last line is dropped)."""
+    return [rec for rec in iter_jsonl(path) if {"runner", "fingerprint", "query_id"} <= set(rec)]
 
 
 def _append_lines(path: Path, records: list[dict]) -> None:

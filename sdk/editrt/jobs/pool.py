@@ -38,6 +38,9 @@ def _unwrap(ray, exc: Exception) -> Exception:
         return cause
     if isinstance(exc, ray.exceptions.RayActorError):
         return BackendUnavailable(f"a Ray worker died and could not be restarted: {exc}")
+    if isinstance(exc, ray.exceptions.OutOfMemoryError):  # Ray's memory monitor killed the worker
+        return BackendUnavailable("Ray killed a worker because the machine ran low on memory: use fewer "
+                                  f"--workers or free memory ({str(exc).splitlines()[0]})")
     return exc
 
 
