@@ -10,7 +10,9 @@ so each one pays its model loading (the one-process run once, each Ray actor onc
 cluster itself is started once (its start-up time is reported apart). Modes are interleaved
 round by round and the median of the rounds is kept, since the machine may be shared.
 
-Reported: seconds per run, rows/s, throughput ratio to the one-process run, and Ray's overhead
+Reported: seconds per run, rows/s, throughput ratio to the one-process run; the same rows again
+once the models are loaded (one process: a loaded editor; Ray: after each actor's first row, with
+the time until then as the actors' start-up), which is the rate a long job runs at; and Ray's overhead
 per task, measured two ways: a no-op task round trip through the same actor pool (1 worker,
 ``--noop-tasks`` tasks), and (Ray 1 worker - one process) / rows for this job.
 """
@@ -54,6 +56,36 @@ def _timed_run(rows, tmp: Path, tag: str, ray, workers=None) -> float:
     return seconds
 
 
+def _warm_here(rows) -> float:
+    """Rows/s of one process whose editor is already loaded."""
+    from editrt import batch
+
+    editor = batch.RowEditor(batch.BatchOptions(random_init=True))
+    editor(batch.rows_from(rows[:1])[0])  # model loading
+    todo = batch.rows_from(rows)
+    t0 = time.perf_counter()
+    if any(editor(r)["status"] != "ok" for r in todo):
+        raise SystemExit("a row failed")
+    return len(todo) / (time.perf_counter() - t0)
+
+
+def _warm_on_ray(ray, rows, workers: int) -> tuple[float, float]:
+    """(seconds until every actor has loaded its editor, rows/s on the loaded actors)."""
+    from editrt import batch
+    from editrt.jobs.pool import ActorPool
+
+    todo = batch.rows_from(rows)
+    t0 = time.perf_counter()
+    with ActorPool(ray, batch.RowEditor, (batch.BatchOptions(random_init=True),), workers=workers) as pool:
+        pool.pids()
+        list(pool.map_unordered(todo[:workers]))  # the first task of each actor loads its models
+        startup = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        if any(res["status"] != "ok" for _, res in pool.map_unordered(todo)):
+            raise SystemExit("a row failed")
+        return startup, len(todo) / (time.perf_counter() - t1)
+
+
 def _noop_overhead(ray, tasks: int) -> float:
     from editrt.jobs.pool import ActorPool
 
@@ -85,18 +117,31 @@ def main(argv=None) -> int:
     modes = {"one process": dict(ray=False), "ray, 1 worker": dict(ray=True, workers=1),
              "ray, 2 workers": dict(ray=True, workers=2)}
     times: dict[str, list[float]] = {m: [] for m in modes}
+    warm: dict[str, list[float]] = {m: [] for m in modes}
+    startup: dict[str, list[float]] = {m: [] for m in modes if m != "one process"}
     try:
         noop = _noop_overhead(ray, args.noop_tasks)
         with tempfile.TemporaryDirectory() as tmp:
             for r in range(args.rounds):
                 for mode, kw in modes.items():
                     times[mode].append(_timed_run(rows, Path(tmp), f"round{r}", **kw))
-                    print(f"round {r}: {mode}: {times[mode][-1]:.2f} s", flush=True)
+                    if kw["ray"]:
+                        up, rate = _warm_on_ray(ray, rows, kw["workers"])
+                        startup[mode].append(up)
+                    else:
+                        rate = _warm_here(rows)
+                    warm[mode].append(rate)
+                    print(f"round {r}: {mode}: job {times[mode][-1]:.2f} s, loaded {rate:.3f} rows/s", flush=True)
     finally:
         ray.shutdown()
     base = statistics.median(times["one process"])
+    warm_base = statistics.median(warm["one process"])
     results = [{"mode": m, "seconds": statistics.median(v), "runs": v, "rows_per_s": args.rows / statistics.median(v),
-                "throughput_ratio": base / statistics.median(v)} for m, v in times.items()]
+                "throughput_ratio": base / statistics.median(v),
+                "loaded_rows_per_s": statistics.median(warm[m]), "loaded_runs": warm[m],
+                "loaded_throughput_ratio": statistics.median(warm[m]) / warm_base,
+                "actor_startup_s": statistics.median(startup[m]) if m in startup else None}
+               for m, v in times.items()]
     overhead_job = (statistics.median(times["ray, 1 worker"]) - base) / args.rows
     doc = {"schema": "editrt-ray-bench/1",
            "environment": harness.collect_environment(
@@ -109,7 +154,9 @@ def main(argv=None) -> int:
            "ray_cluster_start_s": cluster_start, "results": results,
            "ray_overhead_per_task_s": {"noop_round_trip": noop, "job_minus_one_process_per_row": overhead_job}}
     for r in results:
-        print(f"{r['mode']:15} {r['seconds']:8.2f} s  {r['rows_per_s']:6.3f} rows/s  x{r['throughput_ratio']:.2f}")
+        up = f", actors ready after {r['actor_startup_s']:.1f} s" if r["actor_startup_s"] is not None else ""
+        print(f"{r['mode']:15} job {r['seconds']:7.2f} s  {r['rows_per_s']:6.3f} rows/s  x{r['throughput_ratio']:.2f}"
+              f" | models loaded: {r['loaded_rows_per_s']:6.3f} rows/s  x{r['loaded_throughput_ratio']:.2f}{up}")
     print(f"ray cluster start {cluster_start:.2f} s; overhead per task: no-op round trip {noop * 1e3:.2f} ms, "
           f"job (ray 1 worker - one process) / rows {overhead_job:.2f} s")
     if args.out:

@@ -76,8 +76,13 @@ def test_relevance_shards_merge_and_resume(ray_cluster, tmp_path, one_thread):
                              keep_shards=True)
     assert torch.equal(again, single) and shards[1].is_file()
     assert all(p.stat().st_mtime_ns == t for p, t in kept.items())
-    # all shards on disk: merged without any Ray task; the shard folder is removed afterwards
-    assert torch.equal(relevance_on_ray(nets, G, clip, stats, settings, out, shard_rows=100, progress=False), single)
+    # the command line with all shards on disk: merged without any Ray task, shard folder removed
+    from editrt.cli import main
+
+    out.unlink()
+    assert main(["relevance", "--random-weights", "-o", str(out), "--stats-samples", "64", "--images", "1",
+                 "--batch-size", "64", "--ray", "--shard-rows", "100", "--no-progress"]) == 0
+    assert torch.equal(load_fs3(out, G.layout.conv_total, clip.embed_dim), single)
     assert not shard_dir(out).exists()
 
 

@@ -265,5 +265,5 @@ def write_grid(world: World, runners: Sequence[Runner], queries: Sequence[Query]
     return path
 
 
-__all__ = ["evaluate", "compute_batch", "BatchExecutor", "summarize", "format_table", "write_grid", "read_results", "reference_stats", "RunReport",
-           "RESULTS_FILE", "SUMMARY_FILE", "GRID_FILE", "STATS_FILE"]
+__all__ = ["evaluate", "compute_batch", "BatchExecutor", "summarize", "format_table", "write_grid", "read_results",
+           "iter_jsonl", "reference_stats", "RunReport", "RESULTS_FILE", "SUMMARY_FILE", "GRID_FILE", "STATS_FILE"]
