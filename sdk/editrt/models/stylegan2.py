@@ -17,11 +17,12 @@ Public API (everything else is private)::
     code.with_conv_view(flat)    # replace conv layers, keep tRGB (DeltaEdit decoder_validate)
     code["conv1_4"], code[0:2], StyleCode.cat([...]), code + delta, 2.0 * code, code.to("cuda")
 
-S-space definition (REFERENCES.md §2.2): for each style layer L, ``s_L = L.conv.modulation(w[:, i_L])``
+S-space definition (StyleCLIP global_torch/manipulate.py): for each style layer L, ``s_L = L.conv.modulation(w[:, i_L])``
 with the W+ index pattern conv1_4:0, torgb_4:1, then per resolution r = 8..size (block k):
 conv0_r: 1+2k, conv1_r: 2+2k, torgb_r: 3+2k. Channel counts are the layers' *input* channels.
 Layer names: ``conv1_4, torgb_4, conv0_8, conv1_8, torgb_8, ..., torgb_<size>``; ``StyleLayer.reference_name``
-gives StyleCLIP's (``conv1_resolution_4``, ``toRGB_4``, ...). For 1024: 26 layers, 9088 channels,
+gives StyleCLIP's (``conv1_resolution_4``, ``toRGB_resolution_4``, ``conv0_resolution_8``, ...), and
+``StyleLayout.index`` accepts either form. For 1024: 26 layers, 9088 channels,
 17 conv layers (``layout.conv_indices`` = StyleCLIP's mindexs) holding 6048.
 
 Synthesis runs from a StyleCode with the fixed ``noises.noise_i`` buffers by default
@@ -57,10 +58,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import ConfigBase
 from ..errors import InputError, WeightsError
 from ..weights import KnownFile, WeightsArg, load_into, register_known, resolve, seeded
 from . import stylegan2_convert as convert
+from .arch import ArchConfig
 from .registry import ModelSpec, TensorSpec, register_provider
 from .stylegan2_ops import MODCONV_MODES, ConstantInput, EqualLinear, ModulatedConv2d, PixelNorm, StyledConv, ToRGB
 
@@ -75,7 +76,7 @@ LATENT_AVG_SAMPLES = 4096  # rosinality generate.py: g_ema.mean_latent(4096)
 
 
 @dataclasses.dataclass(frozen=True)
-class StyleGAN2Config(ConfigBase):
+class StyleGAN2Config(ArchConfig):
     """Architecture of a rosinality/NVIDIA StyleGAN2 generator.
 
     channels(res) = min(channel_max, channel_base // res); rosinality ``channel_multiplier=cm``
@@ -184,10 +185,11 @@ class StyleLayer:
 
     @property
     def reference_name(self) -> str:
-        """StyleCLIP ``Manipulator.GetSName`` / stylegan2-ada style key."""
-        if self.name == "conv1_4":
-            return "conv1_resolution_4"
-        return f"toRGB_{self.resolution}" if self.kind == "torgb" else self.name
+        """StyleCLIP's key for this layer: ``conv1_resolution_4``, ``toRGB_resolution_4``,
+        ``conv0_resolution_8``, ... (StyleCLIP global_torch/manipulate.py ``GetSName`` and the
+        ``layer.name`` set by ``LoadModel``; the keys of its ``encoded_styles`` dicts)."""
+        prefix = "toRGB" if self.kind == "torgb" else self.name.split("_")[0]
+        return f"{prefix}_resolution_{self.resolution}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -237,11 +239,19 @@ class StyleLayout:
     def conv_total(self) -> int:
         return sum(self.conv_channels)
 
+    @property
+    def reference_names(self) -> tuple[str, ...]:
+        """StyleCLIP's layer keys in layout order (its 26-entry S list for 1024 px)."""
+        return tuple(layer.reference_name for layer in self.layers)
+
     def index(self, name: str) -> int:
-        try:
-            return self.names.index(name)
-        except ValueError:
-            raise InputError(f"unknown style layer {name!r}; layers: {', '.join(self.names)}") from None
+        """Position of a layer given by editrt name (``conv1_16``) or StyleCLIP name
+        (``conv1_resolution_16``); a published channel "6_501" is ``layers[6]``, channel 501."""
+        for names in (self.names, self.reference_names):
+            if name in names:
+                return names.index(name)
+        raise InputError(f"unknown style layer {name!r}; layers: {', '.join(self.names)} "
+                         f"(or StyleCLIP's {', '.join(self.reference_names[:3])}, ...)")
 
     def split(self, flat: torch.Tensor) -> list[torch.Tensor]:
         """[B, total_channels] -> one [B, C_i] per layer."""
@@ -474,30 +484,34 @@ class StyleGAN2(nn.Module):
 
     # loading ----------------------------------------------------------------------------------
     @classmethod
-    def load(cls, name_or_path: str | os.PathLike = "ffhq-1024", *, weights: WeightsArg = None,
-             random_init: bool = False, seed: int = 0, device: Any = "cpu", allow_pickle: bool = False,
-             download: bool = False) -> "StyleGAN2":
+    def load(cls, name: str | os.PathLike = "ffhq-1024", *, weights: WeightsArg = None,
+             path: str | os.PathLike | None = None, random_init: bool = False, seed: int = 0, device: Any = "cpu",
+             download: bool = False, allow_pickle: bool = False) -> "StyleGAN2":
         """Build a generator in eval mode.
 
-        name_or_path: a config name (``STYLEGAN2_CONFIGS``; weights from ``weights`` / the store
+        name: a config name (``STYLEGAN2_CONFIGS``; weights from ``path`` / ``weights`` / the store
         under key ``stylegan2/<name>``) or a checkpoint path (architecture inferred from its keys).
         weights: a checkpoint file, a store folder, or a ``{key: path}`` mapping (weights.resolve).
         random_init: seeded random weights instead of a checkpoint (never silently).
         Raises WeightsError when the checkpoint is missing, unreadable, or for another
         architecture / resolution.
         """
-        name = str(name_or_path)
+        name = str(name)
         if name in STYLEGAN2_CONFIGS:
             cfg = STYLEGAN2_CONFIGS[name]
             if random_init:
                 return cls.random(cfg, seed=seed).to(device).eval()
-            if weights is not None and not isinstance(weights, Mapping) and Path(weights).expanduser().is_file():
+            if path is not None:
+                path = Path(path).expanduser()
+                if not path.is_file():
+                    raise WeightsError(f"checkpoint for stylegan2/{name} not found at {path}")
+            elif weights is not None and not isinstance(weights, Mapping) and Path(weights).expanduser().is_file():
                 path = Path(weights).expanduser()
             else:
                 path = _resolve(f"stylegan2/{name}", weights, download)
             what = f"StyleGAN2 {name}"
         else:
-            path = Path(name).expanduser()
+            path = Path(path if path is not None else name).expanduser()
             if not path.is_file():
                 raise InputError(f"{name!r} is neither a known StyleGAN2 config ({sorted(STYLEGAN2_CONFIGS)}) "
                                  "nor an existing checkpoint file")
