@@ -2,6 +2,7 @@
 
     editrt evaluate --imagenet-root /data/imagenet --split test --method flexit -o runs/flexit
     editrt evaluate --toy --split test -o runs/toy            # offline, shipped toy models
+    editrt evaluate --toy --family stylespace -o runs/toy-style   # the direction methods + FlexIT (eval/stylespace.py)
 
 ImageNet needs: the validation images in wnid folders (``--imagenet-root``), training images for
 the reference statistics (``--imagenet-train``, default ROOT/train) or a statistics file
@@ -38,6 +39,10 @@ def add_subcommands(sub) -> None:
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--imagenet-root", type=Path, help="ImageNet validation images (wnid folders)")
     where.add_argument("--toy", action="store_true", help="the offline toy world with the shipped toy models")
+    p.add_argument("--family", choices=["flexit", "stylespace"], default="flexit",
+                   help="stylespace: the toy protocol of the StyleGAN2 direction methods beside FlexIT (--toy only)")
+    p.add_argument("--sources", choices=["generated", "inverted"], default="generated",
+                   help="stylespace: edit confident generator samples or the queries' inverted world images")
     p.add_argument("--imagenet-train", type=Path, help="ImageNet training images (default ROOT/train)")
     p.add_argument("--stats", type=Path, help="precomputed reference statistics (safetensors, as written to OUT)")
     p.add_argument("--stats-per-class", type=_int_at_least(1), default=None,
@@ -64,6 +69,9 @@ def add_subcommands(sub) -> None:
                    help="allow checkpoints that need full unpickling (executes code: trusted files only)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    from ..jobs.cli_args import add_ray_args
+
+    add_ray_args(p, "query batches (actors holding one editor each; this process writes every result)")
     p.set_defaults(func=cmd_evaluate)
 
 
@@ -130,9 +138,39 @@ def _remove_empty_folders(out: Path, created: list[Path]) -> None:
 
 def _evaluate(args, out: Path, names: list[str]) -> int:
     from ..imageio import check_output_path
-    from . import protocol, runners
+    from . import protocol
 
     check_output_path(out / "summary.png")  # writable folder, before any model loads
+    if args.family == "stylespace":
+        return _stylespace(args, out)
+    world, run, per_class = build_evaluation(args)
+    stats = None
+    if args.stats:
+        from .metrics import ReferenceStats
+
+        stats = ReferenceStats.load(args.stats)
+    kw = dict(split=args.split, limit=args.limit, stats=stats, stats_per_class=per_class, grid_rows=args.grid_rows,
+              progress=not args.no_progress)
+    if args.ray is not None:
+        from ..jobs.evaluate import evaluate_on_ray
+
+        report = evaluate_on_ray(args, world, run, out, **kw)
+    else:
+        report = protocol.evaluate(world, run, out, **kw)
+    print(f"editrt evaluate: {world.name} world, split {args.split}, {report.summary['queries']} queries "
+          f"({report.new_results} new results, {report.skipped} reused)")
+    print(protocol.format_table(report.summary))
+    print(f"  summary  {out / protocol.SUMMARY_FILE}\n  results  {out / protocol.RESULTS_FILE}\n"
+          f"  examples {out / protocol.GRID_FILE}")
+    return 0
+
+
+def build_evaluation(args):
+    """(world, runners, reference images per class) of an ``evaluate`` command line; Ray actors
+    call it with the same arguments to hold identical copies."""
+    from . import runners
+
+    names = _baselines(args)
     if args.toy:
         if args.random_weights:
             raise InputError("--random-weights applies to ImageNet runs; the toy world uses its trained models")
@@ -159,18 +197,22 @@ def _evaluate(args, out: Path, names: list[str]) -> int:
                                         weights_tag=tag))
     if not run:
         raise InputError("nothing to evaluate: --method none and no baselines")
-    stats = None
-    if args.stats:
-        from .metrics import ReferenceStats
+    return world, run, per_class
 
-        stats = ReferenceStats.load(args.stats)
-    report = protocol.evaluate(world, run, out, split=args.split, limit=args.limit, stats=stats,
-                               stats_per_class=per_class, grid_rows=args.grid_rows, progress=not args.no_progress)
-    print(f"editrt evaluate: {world.name} world, split {args.split}, {report.summary['queries']} queries "
-          f"({report.new_results} new results, {report.skipped} reused)")
-    print(protocol.format_table(report.summary))
-    print(f"  summary  {out / protocol.SUMMARY_FILE}\n  results  {out / protocol.RESULTS_FILE}\n"
-          f"  examples {out / protocol.GRID_FILE}")
+
+def _stylespace(args, out: Path) -> int:
+    from ..toy.models import load_toy_style
+    from . import stylespace
+
+    if not args.toy:
+        raise InputError("--family stylespace runs on the toy world: add --toy")
+    summary = stylespace.evaluate_stylespace(
+        load_toy_style(device=args.device), out, split=args.split, limit=args.limit, sources=args.sources,
+        flexit=args.method == "flexit", flexit_steps=args.steps, seed=args.seed, progress=not args.no_progress)
+    print(f"editrt evaluate: toy StyleGAN2 world, split {summary['split']} ({summary['queries']} queries, settings "
+          f"selected on {summary['select_split']}), sources {summary['source_origins']}, {summary['seconds']:.0f} s")
+    print(stylespace.format_table(summary))
+    print(f"  summary  {out / stylespace.SUMMARY_FILE}\n  examples {out / stylespace.GRID_FILE}")
     return 0
 
 
@@ -205,4 +247,4 @@ def _imagenet_world(args, baselines):
     return world, vqgan, cfg, tag, {"weights": args.weights_dir, "flexit": flexit_models}
 
 
-__all__ = ["add_subcommands", "cmd_evaluate"]
+__all__ = ["add_subcommands", "cmd_evaluate", "build_evaluation"]
