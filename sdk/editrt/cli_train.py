@@ -32,15 +32,17 @@ def add_subcommands(sub) -> None:
     t.add_argument("--lr", type=float, default=d.lr, help=f"Adam learning rate (default {d.lr}, the reference's)")
     t.add_argument("--samples", type=int, default=d.samples,
                    help=f"generator samples the pairs are drawn from (default {d.samples}; reference 200000)")
-    t.add_argument("--val-samples", type=int, default=d.val_samples)
+    t.add_argument("--val-samples", type=int, default=d.val_samples,
+                   help=f"generator samples of the validation pairs (default {d.val_samples})")
     t.add_argument("--psi", type=float, default=d.psi, help="truncation of the samples (default 1, the reference's)")
     t.add_argument("--seed", type=int, default=d.seed, help="seed of the training samples, init and pairs")
     t.add_argument("--val-seed", type=int, default=d.val_seed, help="seed of the validation samples and pairs")
-    t.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
+    t.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every,
+                   help=f"steps between two resumable checkpoints (default {d.checkpoint_every})")
     t.add_argument("--no-resume", action="store_true", help="start over even if a partial checkpoint exists")
     t.add_argument("--report", type=Path, help="also write the training report (JSON) here")
     t.add_argument("--threads", type=int, help="torch CPU threads")
-    t.add_argument("--no-progress", action="store_true")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_weights_args(t)
     t.set_defaults(func=cmd_train_deltaedit)
 

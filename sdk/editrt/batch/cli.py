@@ -16,14 +16,15 @@ def add_subcommands(sub) -> None:
                                    "recorded as that row's error.",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("manifest", type=Path, help="rows to edit (.csv with a header, or .jsonl)")
-    p.add_argument("-o", "--output-dir", required=True, type=Path)
+    p.add_argument("-o", "--output-dir", required=True, type=Path,
+                   help="folder of the outputs and results.jsonl (a re-run resumes)")
     p.add_argument("--preset", help="FlexITConfig preset of the flexit rows (default: paper; tiny with --random-weights)")
     p.add_argument("--generator", help="StyleGAN2 of the global/feu/deltaedit rows")
     p.add_argument("--clip", help="CLIP model of the global/feu/deltaedit rows")
     p.add_argument("--fs3", type=Path, help="relevance matrix of the global/feu rows")
     p.add_argument("--stats", type=Path, help="channel statistics of the direction methods")
     p.add_argument("--corpus", type=Path, help="FEU corpus index (editrt corpus build)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_ray_args(p, "rows (actors holding the editors; this process writes every output)")
     from ..cli import _add_weights_args
 
