@@ -147,7 +147,7 @@ FLEXIT_VARIANTS = {  # name -> (autocast, channels_last, per-network backward)
 
 
 def run_flexit_steps(models, cfg, rounds: int, label: str, variants=FLEXIT_VARIANTS,
-                     drift_steps: int = 0) -> tuple[list[dict], list[dict]]:
+                     drift_steps: int = 0, warmup: int = 1) -> tuple[list[dict], list[dict]]:
     """Interleaved step timings (rows) and the drift between variants (findings).
 
     Every editrt variant starts from the same latent with the same seed, hence the same random
@@ -160,7 +160,7 @@ def run_flexit_steps(models, cfg, rounds: int, label: str, variants=FLEXIT_VARIA
     for name, (amp, cl, per_net) in variants.items():
         fns[name], records[name] = _flexit_variant(models, cfg, image, autocast=amp, channels_last=cl,
                                                    per_network=per_net)
-    timings = interleaved(fns, rounds)
+    timings = interleaved(fns, rounds, warmup=warmup)
     group = f"flexit {cfg_label(cfg)} step ({label})"
     params = {"clip_models": list(cfg.clip_models), "image_size": cfg.image_size, "n_augment": cfg.n_augment}
     rows = []
@@ -266,7 +266,7 @@ def flexit_section(args, progress=_progress) -> tuple[list[dict], dict[str, Any]
     models = flexit_loop.load_models(cfg, torch.device("cpu"))
     variants = {k: v for k, v in FLEXIT_VARIANTS.items() if k in args.variants} if args.variants else FLEXIT_VARIANTS
     rows, drift = run_flexit_steps(models, cfg, args.rounds, f"{cfg.n_augment} views per net", variants,
-                                   drift_steps=args.drift_steps)
+                                   drift_steps=args.drift_steps, warmup=args.warmup)
     if args.one_view and cfg.n_augment > 1:
         r1, d1 = run_flexit_steps(models, cfg.replace(n_augment=1), args.rounds, "1 view per net",
                                   {k: FLEXIT_VARIANTS[k] for k in ("editrt fp32", "editrt bf16")})
@@ -315,6 +315,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="tiny: the same code on tiny networks (smoke runs, tests)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=3, help="timed interleaved rounds per comparison")
+    ap.add_argument("--warmup", type=int, default=1,
+                    help="untimed rounds first (0 is fine when one call takes minutes: one-time costs are small)")
     ap.add_argument("--drift-steps", type=int, default=0,
                     help="continue the fp32 and bf16 FlexIT trajectories to this many steps for the drift")
     ap.add_argument("--variants", nargs="+", default=None, choices=list(FLEXIT_VARIANTS),
