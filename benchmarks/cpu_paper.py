@@ -56,10 +56,13 @@ def _progress(msg: str) -> None:
 
 
 def timed(fn: Callable[[], Any]) -> tuple[float, int, Any]:
-    """(wall ms, peak RSS bytes during the call, result)."""
+    """(wall ms, peak RSS bytes during the call, result); CUDA work is waited for."""
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
     with harness.RSSSampler() as rss:
+        sync()
         t0 = time.perf_counter()
         out = fn()
+        sync()
         ms = (time.perf_counter() - t0) * 1e3
     return ms, rss.peak, out
 
@@ -282,10 +285,10 @@ NOTE = "shared 2-core machine: other jobs ran at the same time; ratios come from
 
 
 def write_doc(rows: list[dict], findings: dict[str, Any], path: Path, section: str, preset: str,
-              argv: list[str]) -> Path:
+              argv: list[str], device: str = "cpu") -> Path:
     """A harness result document; ``findings`` (drift, decisions) go under ``doc["findings"]``."""
     doc = harness.make_document(rows, environment=harness.collect_environment(NOTE),
-                                settings={"preset": preset, "device": "cpu", "suites": [section], "argv": argv,
+                                settings={"preset": preset, "device": device, "suites": [section], "argv": argv,
                                           "threads": torch.get_num_threads()})
     doc["findings"] = findings
     return harness.write_json(doc, path)
@@ -296,7 +299,8 @@ def merge(paths: list[Path], out: Path) -> Path:
     rows = [r for d in docs for r in d["results"]]
     suites = [s for d in docs for s in d["settings"].get("suites", [])]
     doc = harness.make_document(rows, environment=docs[-1]["environment"],
-                                settings={"preset": "paper", "device": "cpu", "suites": suites,
+                                settings={"preset": "paper", "device": docs[-1]["settings"].get("device", "cpu"),
+                                          "suites": suites,
                                           "parts": [{"file": p.name, "settings": d["settings"],
                                                      "load_average": d["environment"].get("load_average")}
                                                     for p, d in zip(paths, docs)]},
@@ -305,7 +309,7 @@ def merge(paths: list[Path], out: Path) -> Path:
     return harness.write_json(doc, out)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     ap.add_argument("section", choices=("flexit", "edits", "batch", "merge"))
@@ -314,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--preset", choices=("paper", "tiny"), default="paper",
                     help="tiny: the same code on tiny networks (smoke runs, tests)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="edits section: torch device (scripts/gpu_check.sh: cuda)")
     ap.add_argument("--rounds", type=int, default=3, help="timed interleaved rounds per comparison")
     ap.add_argument("--warmup", type=int, default=1,
                     help="untimed rounds first (0 is fine when one call takes minutes: one-time costs are small)")
@@ -324,12 +329,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--one-view", action="store_true", help="also time the 1-view-per-net configuration")
     ap.add_argument("--networks", type=int, default=0, help="rounds of the per-network forward/backward split")
     ap.add_argument("--engines-dir", type=Path, default=None, help="ONNX artifact store kept between runs")
-    args = ap.parse_args(argv)
+    import cpu_paper_edits
+
+    cpu_paper_edits.add_arguments(ap)
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.section == "merge":
         print(merge(args.inputs, args.out))
         return 0
     torch.set_num_threads(args.threads)
+    if args.engines_dir:
+        os.environ["EDITRT_ENGINES"] = str(args.engines_dir)  # the ONNX store of onnxruntime editors
     if args.section == "flexit":
         rows, findings = flexit_section(args)
     else:
@@ -337,7 +351,8 @@ def main(argv: list[str] | None = None) -> int:
 
         section = cpu_paper_edits.edits_section if args.section == "edits" else cpu_paper_edits.batch_section
         rows, findings = section(args, _progress)
-    path = write_doc(rows, findings, args.out, args.section, args.preset, sys.argv[1:] if argv is None else list(argv))
+    path = write_doc(rows, findings, args.out, args.section, args.preset, sys.argv[1:] if argv is None else list(argv),
+                     device=args.device)
     doc = harness.load_json(path)
     print(harness.format_table(doc))
     if findings:
