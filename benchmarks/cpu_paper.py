@@ -2,6 +2,7 @@
 
     python benchmarks/cpu_paper.py flexit --out /tmp/flexit.json     # ~15 min on 2 shared cores
     python benchmarks/cpu_paper.py edits  --out /tmp/edits.json      # ~20 min (exports ONNX once)
+    python benchmarks/cpu_paper.py text   --out /tmp/text.json       # new-prompt text encoding
     python benchmarks/cpu_paper.py batch  --out /tmp/batch.json      # per-image time at batch 1/2/4/8
     python benchmarks/cpu_paper.py merge /tmp/flexit.json /tmp/edits.json /tmp/batch.json \\
         --out benchmarks/results/cpu-paper.json
@@ -22,6 +23,7 @@ Sections:
   edits   text -> edited 1024 px image for global directions, FEU and DeltaEdit, batch 1 and 4,
           torch and onnxruntime, a new prompt (text cache cleared) and a cached one, by stage,
           against the reference loops of benchmarks/style_edits.py.
+  text    the 2 x 79 templated prompts of a new prompt pair: reference vs editrt, interleaved.
   batch   per-image time at batch 1, 2, 4, 8: StyleGAN2 synthesis (256 and 1024 px) raw and
           chunked at the default batch, FlexIT steps (tiny preset, and paper batch 2), and
           direction edits.
@@ -312,7 +314,7 @@ def merge(paths: list[Path], out: Path) -> Path:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    ap.add_argument("section", choices=("flexit", "edits", "batch", "merge"))
+    ap.add_argument("section", choices=("flexit", "edits", "text", "batch", "merge"))
     ap.add_argument("inputs", nargs="*", type=Path, help="merge: the section JSON files")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--preset", choices=("paper", "tiny"), default="paper",
@@ -349,7 +351,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         import cpu_paper_edits
 
-        section = cpu_paper_edits.edits_section if args.section == "edits" else cpu_paper_edits.batch_section
+        section = {"edits": cpu_paper_edits.edits_section, "text": cpu_paper_edits.text_section,
+                   "batch": cpu_paper_edits.batch_section}[args.section]
         rows, findings = section(args, _progress)
     path = write_doc(rows, findings, args.out, args.section, args.preset, sys.argv[1:] if argv is None else list(argv),
                      device=args.device)

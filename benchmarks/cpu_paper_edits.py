@@ -41,6 +41,8 @@ def build_editor(method: str, preset: str, generator, clip, device: torch.device
     cfg = style_edits._config(method, preset)
     if hasattr(cfg, "stats_samples"):
         cfg = cfg.replace(stats_samples=512)  # mapping samples for code_std; 100k only costs time here
+    if method == "deltaedit":
+        cfg = cfg.replace(threshold=0.0)  # random CLIP texts give a tiny |dt|: keep every channel
     gen = torch.Generator().manual_seed(1)
     fs3 = F.normalize(torch.randn(generator.layout.conv_total, clip.embed_dim, generator=gen), dim=1)
     kw: dict[str, Any] = {}
@@ -128,6 +130,38 @@ def edits_section(args, progress) -> tuple[list[dict], dict[str, Any]]:
             rows.append(harness.skipped_row(suite="edits", group=f"{method} {args.preset} edit (B={batch}, 1 alpha)",
                                             name="editrt", status="error", reason=f"{type(exc).__name__}: {exc}"))
     return rows, {}
+
+
+# -- text encoding of a new prompt pair ----------------------------------------------------------
+
+def text_section(args, progress) -> tuple[list[dict], dict[str, Any]]:
+    """2 x 79 templated prompts of a new (target, neutral) pair: the reference's
+    ``zeroshot_classifier`` (one 77-token batch per class) against ``template_embeddings`` (cache
+    cleared: one batch per class, trimmed to its longest prompt), interleaved; plus their
+    agreement."""
+    import cpu_paper
+    from editrt.methods.stylespace import template_embeddings
+    from editrt.models.clip import load_clip
+
+    device = torch.device(args.device)
+    cfg = style_edits._config("global", args.preset)
+    clip = load_clip(cfg.clip_model, random_init=True, seed=0, device=device).eval()
+    pair = ["smiling face", "face"]
+
+    def editrt_new():
+        _clear_text_cache()
+        return template_embeddings(clip, pair)
+    fns = {"reference (one 77-token batch per class)": lambda: style_edits._classifier_per_class(clip, pair),
+           "editrt torch (trimmed, one batch per class)": editrt_new}
+    timings = cpu_paper.interleaved(fns, args.rounds, warmup=1, progress=progress)
+    first = next(iter(fns))
+    group = f"text encoding {args.preset} ({clip.name}, 2 x 79 prompts, new pair)"
+    rows = [harness.row_from_timing(t, suite="edits", group=group, name=name, items=1, device=device,
+                                    backend="torch", precision="fp32", baseline=None if name == first else first)
+            for name, t in timings.items()]
+    with torch.no_grad():
+        diff = float((fns[first]() - editrt_new()).abs().max())
+    return rows, {"text_encoding": {"clip": clip.name, "max_abs_diff_vs_reference": diff}}
 
 
 # -- batch scaling --------------------------------------------------------------------------------
