@@ -267,6 +267,8 @@ def flexit_section(args, progress=_progress) -> tuple[list[dict], dict[str, Any]
     from editrt.config import FlexITConfig
 
     cfg = FlexITConfig.preset(args.preset)
+    if args.n_augment:
+        cfg = cfg.replace(n_augment=args.n_augment)
     progress(f"flexit: loading {args.preset} networks (random weights)")
     models = flexit_loop.load_models(cfg, torch.device("cpu"))
     variants = {k: v for k, v in FLEXIT_VARIANTS.items() if k in args.variants} if args.variants else FLEXIT_VARIANTS
@@ -328,6 +330,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="continue the fp32 and bf16 FlexIT trajectories to this many steps for the drift")
     ap.add_argument("--variants", nargs="+", default=None, choices=list(FLEXIT_VARIANTS),
                     help="editrt FlexIT variants to time (default: all)")
+    ap.add_argument("--n-augment", type=int, default=None, help="views per CLIP net (default: the preset's)")
     ap.add_argument("--one-view", action="store_true", help="also time the 1-view-per-net configuration")
     ap.add_argument("--networks", type=int, default=0, help="rounds of the per-network forward/backward split")
     ap.add_argument("--engines-dir", type=Path, default=None, help="ONNX artifact store kept between runs")
