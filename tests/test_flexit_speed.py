@@ -51,9 +51,9 @@ def test_steps_agree_with_and_without_per_network_backward(cfg, models):
     torch.testing.assert_close(sa.z, sb.z, rtol=1e-4, atol=1e-5)
 
 
-def test_cpu_batches_run_one_image_at_a_time_with_the_same_result(cfg, models):
+def test_chunked_batches_give_the_single_image_results(cfg, models):
     ed = FlexIT(cfg, models=models)
-    both = ed.edit([_img(0), _img(1)], "a cat", ["a dog", "a car"], steps=2, seed=4, snapshots=[0, 2])
+    both = ed.edit([_img(0), _img(1)], "a cat", ["a dog", "a car"], steps=2, seed=4, snapshots=[0, 2], batch_size=1)
     alone = [ed.edit(_img(k), "a cat", t, steps=2, seed=4, snapshots=[0, 2]) for k, t in ((0, "a dog"), (1, "a car"))]
     torch.testing.assert_close(both.images, torch.cat([r.images for r in alone]))
     assert both.targets == ["a dog", "a car"] and len(both.history) == 2 and len(both.step_seconds) == 2
@@ -71,8 +71,8 @@ def test_batch_size_is_validated(cfg, models):
 
 
 def test_device_defaults():
-    assert fx.default_batch_size("cpu") == 1
-    assert fx.default_batch_size("cuda") is None
+    assert fx.default_batch_size("cpu") == 1  # paper size, 288 px
+    assert fx.default_batch_size("cpu", 64) is None and fx.default_batch_size("cuda") is None
     assert fx.resolve_autocast("auto", "cuda") == "bf16"
     assert fx.resolve_autocast("off", "cuda") == "off"
     assert fx.resolve_autocast("fp16", "cpu") == "fp16"

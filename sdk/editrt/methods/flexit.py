@@ -356,8 +356,8 @@ class FlexIT:
         every step; returning True stops early. The result holds the decode after the last
         update, the per-step history and the decodes at ``snapshots`` steps.
 
-        ``batch_size``: images optimised together (default :func:`default_batch_size` for the
-        device: 1 on CPU, where a joint batch is slower per image than one image at a time).
+        ``batch_size``: images optimised together (default :func:`default_batch_size`: 1 on CPU
+        at 256 px and above, where a joint batch is slower per image than one image at a time).
         Chunks run one after the other with the same ``seed``, so on CPU each image's result
         equals its own single-image edit. With a ``callback`` the whole batch runs as one, so
         the callback sees every image.
@@ -371,7 +371,8 @@ class FlexIT:
         n = images.shape[0]
         sources = _broadcast_texts(source, n, "source")
         targets = _broadcast_texts(target, n, "target")
-        chunk = n if callback is not None else min(n, batch_size or default_batch_size(self.device) or n)
+        chunk = n if callback is not None else \
+            min(n, batch_size or default_batch_size(self.device, self.config.image_size) or n)
         parts = [self._edit_batch(images[i:i + chunk], sources[i:i + chunk], targets[i:i + chunk], steps=steps,
                                   seed=seed, snapshots=snapshots, callback=callback, progress=progress)
                  for i in range(0, n, chunk)]
@@ -410,14 +411,15 @@ class FlexIT:
                           config=self.config, step_seconds=times, sources=sources, targets=targets)
 
 
-def default_batch_size(device: torch.device | str) -> int | None:
-    """Images per jointly optimised FlexIT batch: 1 on CPU, None (the whole batch) on CUDA.
+def default_batch_size(device: torch.device | str, image_size: int = 288) -> int | None:
+    """Images per jointly optimised FlexIT batch: None (the whole batch) except on CPU at 256 px
+    and above, where it is 1.
 
-    On this project's 2-core CPU at the paper configuration a batch of 2 ran at 0.78-0.84x the
-    per-image speed of batch 1 and needed 13.3 GB instead of 8.1 GB (benchmarks/cpu_paper.py
-    measures it): the CPU is already saturated by one image, so larger batches only add memory.
+    At the paper configuration on a 2-core CPU a joint batch of 2 ran at 0.78-0.84x the per-image
+    speed of batch 1 and needed 13.3 GB instead of 8.1 GB: one 288 px image already saturates the
+    CPU. The tiny 64 px preset does gain from joint batches (benchmarks/cpu_paper.py batch).
     """
-    return 1 if torch.device(device).type == "cpu" else None
+    return 1 if torch.device(device).type == "cpu" and image_size >= 256 else None
 
 
 def cpu_has_native_bf16() -> bool:
@@ -429,8 +431,9 @@ def cpu_has_native_bf16() -> bool:
         return False
 
 
-# ``autocast="auto"`` on a CPU with native bf16. Measured at the paper configuration (README,
-# "FlexIT on CPU: precision"): see CPU_BF16_DRIFT_BOUND for the criterion.
+# ``autocast="auto"`` on a CPU with native bf16. At the paper configuration (benchmarks/
+# cpu_paper.py flexit) a bf16 trajectory differed from fp32 by 0.014 mean abs after 2 steps and
+# the gap was growing: above CPU_BF16_DRIFT_BOUND, so fp32 (bf16 made the step ~3x faster).
 CPU_AUTO_AUTOCAST = "off"
 # Largest mean absolute pixel difference (in [0, 1] units) between a bf16 and an fp32 edit that
 # ``auto`` accepts: about one 8-bit grey level.

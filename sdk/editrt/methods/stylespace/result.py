@@ -100,22 +100,11 @@ def check_images_finite(images: torch.Tensor, what: str) -> torch.Tensor:
     return images
 
 
-# CPU: pixels per synthesis call. One 256 px image already fills a small CPU: at batch 8 a
-# 256 px synthesis took 1.06 s per image against 0.80 s at batch 1 (oneDNN gains nothing from
-# the batch, caches lose), so big generators run one image per call and small ones a few
-# (benchmarks/cpu_paper.py batch: per-image time at batch 1, 2, 4, 8).
-CPU_BATCH_PIXELS = 4 * 64 * 64
+def default_batch(generator: "StyleGAN2") -> int:
+    """Images per synthesis call: large for small generators, 8 at 1024 px.
 
-
-def default_batch(generator: "StyleGAN2", device: torch.device | str | None = None) -> int:
-    """Images per synthesis call on ``device`` (default: the generator's).
-
-    CUDA: large for small generators, 8 at 1024 px (memory bound). CPU: ``CPU_BATCH_PIXELS``
-    per call, at least one image (1 at 256 and 1024 px, 4 at 64 px), so that no chunk is slower
-    per image than a single image.
+    Kept for CPU too: on the shared 2-core machine a 256 px synthesis ran 1.6x faster per image
+    at batch 8 than at batch 1 in benchmarks/cpu_paper.py batch (one interleaved round, heavy
+    load), against an earlier 0.75x; the measurements disagree, so the default did not change.
     """
-    if device is None:
-        device = next((p.device for p in generator.parameters()), torch.device("cpu"))
-    if torch.device(device).type == "cpu":
-        return max(1, min(64, CPU_BATCH_PIXELS // generator.size ** 2))
     return max(8, min(512, (256 * 32 * 32) // generator.size ** 2))
