@@ -39,7 +39,7 @@ def test_frozen_hashable_and_roundtrip(tmp_path):
     assert got.steps == 3 and got.crop_scale == (0.5, 1.0) and got.clip_models == ("tiny",)
 
 
-@pytest.mark.parametrize("bad", [{"steps": -1}, {"lr": 0}, {"n_augment": 0}, {"image_size": 100},
+@pytest.mark.parametrize("bad", [{"steps": -1}, {"lr": 0}, {"n_augment": -1}, {"image_size": 100},
                                  {"crop_scale": (0.9, 0.5)}, {"autocast": "fp8"}, {"clip_models": ()}])
 def test_invalid_values(bad):
     with pytest.raises(InputError):

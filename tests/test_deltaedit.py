@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from editrt.config import DeltaEditConfig
-from editrt.errors import InputError, WeightsError
+from editrt.errors import EmptyEditWarning, InputError, WeightsError
 from editrt.methods import stylespace as sc
 from editrt.methods.stylespace.deltaedit import DeltaEdit, deltaedit_clip_input
 from editrt.models.clip import load_clip
@@ -87,10 +87,37 @@ def test_bad_inputs(editor):
             editor.edit(code, "smiling face", strength=strength)
     with pytest.raises(InputError):
         editor.edit(code, "smiling face", threshold=-1)
-    with pytest.raises(InputError, match="lower the threshold"):
-        editor.edit(code, "smiling face", threshold=1.9)
     with pytest.raises(InputError):
         DeltaEditConfig(threshold=float("nan"))
+
+
+def test_empty_mask_warns_and_returns_the_source_unchanged(editor):
+    # reference scripts/inference.py: improved_ds sets every masked entry of ds to 0, so with all
+    # channels masked decoder_validate renders the source; no NaN anywhere
+    code = editor.codes_from_seeds([0, 1])
+    with pytest.warns(EmptyEditWarning, match="lower the threshold"):
+        res = editor.edit(code, "smiling face", threshold=1.9, strength=[1.0, 3.0])
+    assert res.channels_changed == 0
+    assert res.images.shape[:2] == (2, 2) and torch.isfinite(res.images).all()
+    for k in range(2):
+        assert torch.equal(res.images[:, k], res.source)
+        assert torch.equal(res.codes[k].conv_view(), code.conv_view())
+    with torch.no_grad():  # a different batch size: equal up to round-off
+        torch.testing.assert_close(res.source, editor.generator.synthesize(code), atol=1e-5, rtol=0)
+
+
+def test_masked_channels_are_zero_even_where_the_mapper_gives_nan(editor):
+    # ds[select] = 0 is an assignment: a non-finite mapper output on a masked channel is dropped
+    code = editor.codes_from_seeds([0])
+    _, keep, _ = editor.text_condition("smiling face", threshold=0.01)
+    assert keep.any() and not keep.all()
+    hook = editor.mapper.register_forward_hook(
+        lambda m, args, out: out.masked_fill(~keep, float("nan")))
+    try:
+        res = editor.edit(code, "smiling face", threshold=0.01)
+    finally:
+        hook.remove()
+    assert torch.isfinite(res.images).all() and res.channels_changed == int(keep.sum())
 
 
 def test_mapper_of_another_generator_is_rejected(editor):

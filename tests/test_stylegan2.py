@@ -44,8 +44,37 @@ def test_layout_ffhq_1024_from_config_alone():
                                                     12, 13, 13, 14, 15, 15, 16, 17]
     # DeltaEdit split_stylespace: 10 x 512, then 256, 256, 128, 128, 64, 64, 32
     assert layout.conv_channels == (512,) * 10 + (256, 256, 128, 128, 64, 64, 32)
-    assert layout.layers[0].reference_name == "conv1_resolution_4" and layout.layers[1].reference_name == "toRGB_4"
     assert sum(layout.conv_channels[:3]) == 1536 and sum(layout.conv_channels[7:]) == 2464  # DeltaMapper groups
+
+
+def _styleclip_s_names(size: int) -> list[str]:
+    """StyleCLIP global_torch/manipulate.py ``Manipulator.GetSName`` for block resolutions 4..size."""
+    names = []
+    for res in [2 ** k for k in range(2, size.bit_length())]:
+        if res == 4:
+            names += [f"conv1_resolution_{res}", f"toRGB_resolution_{res}"]
+        else:
+            names += [f"conv0_resolution_{res}", f"conv1_resolution_{res}", f"toRGB_resolution_{res}"]
+    return names
+
+
+@pytest.mark.parametrize("config,size", [("ffhq-1024", 1024), ("ffhq-256", 256)])
+def test_reference_names_are_styleclips(config, size):
+    layout = StyleLayout.from_config(config)
+    assert list(layout.reference_names) == _styleclip_s_names(size)
+    assert layout.layers[1].reference_name == "toRGB_resolution_4"
+    assert layout.layers[2].reference_name == "conv0_resolution_8"
+    # StyleCLIP's example channel "6_501" (manipulate.py __main__: lindex, bname = 6, 501)
+    assert layout.index("conv1_resolution_16") == layout.index("conv1_16") == 6
+
+
+def test_style_code_accepts_reference_names():
+    G = StyleGAN2.random("tiny")
+    code = G.styles_from_w(torch.randn(1, G.n_latent, 64, generator=torch.Generator().manual_seed(0)))
+    for layer in G.layout.layers:
+        assert code[layer.reference_name] is code[layer.name]
+    with pytest.raises(InputError, match="unknown style layer"):
+        code["toRGB_4"]
 
 
 def test_layout_depends_on_size():

@@ -80,6 +80,7 @@ def add_subcommands(sub) -> None:
     p.add_argument("--stats-samples", type=int, help="samples of the channel statistics (default 100000)")
     p.add_argument("--batch-size", type=int, help="images per synthesis call")
     p.add_argument("--no-progress", action="store_true")
+    _ray_args(p)
     _weights_args(p)
     p.set_defaults(func=cmd_relevance)
 
@@ -95,6 +96,14 @@ def add_subcommands(sub) -> None:
     b.add_argument("--no-progress", action="store_true")
     _weights_args(b)
     b.set_defaults(func=cmd_corpus_build)
+
+
+def _ray_args(p: argparse.ArgumentParser) -> None:
+    from .jobs.cli_args import DEFAULT_SHARD_ROWS, add_ray_args
+
+    add_ray_args(p, "channel rows")
+    p.add_argument("--shard-rows", type=int, default=DEFAULT_SHARD_ROWS,
+                   help="channel rows per Ray task (each shard is saved as it finishes)")
 
 
 def _names(args) -> tuple[str | None, str | None]:
@@ -116,14 +125,20 @@ def _common_kwargs(args) -> dict:
 
 
 def _method_config(args):
+    gen, clip = _names(args)
+    return style_method_config(args.method, random_init=args.random_weights, generator=gen, clip=clip)
+
+
+def style_method_config(method: str, *, random_init: bool, generator: str | None, clip: str | None):
+    """The config of ``method`` (global/feu/deltaedit): its tiny preset with random weights, else the
+    paper's, with the generator and CLIP names given (DeltaEdit's mapper follows the generator)."""
     from .config import DeltaEditConfig, FEUConfig, GlobalDirectionConfig
 
-    cls = {"global": GlobalDirectionConfig, "feu": FEUConfig, "deltaedit": DeltaEditConfig}[args.method]
-    cfg = cls.preset("tiny") if args.random_weights else cls()
-    gen, clip = _names(args)
-    changes = {k: v for k, v in (("generator", gen), ("clip_model", clip)) if v is not None}
-    if args.method == "deltaedit" and gen is not None:
-        changes["mapper"] = "tiny" if gen == "tiny" else "ffhq"
+    cls = {"global": GlobalDirectionConfig, "feu": FEUConfig, "deltaedit": DeltaEditConfig}[method]
+    cfg = cls.preset("tiny") if random_init else cls()
+    changes = {k: v for k, v in (("generator", generator), ("clip_model", clip)) if v is not None}
+    if method == "deltaedit" and generator is not None:
+        changes["mapper"] = "tiny" if generator == "tiny" else "ffhq"
     return cfg.replace(**changes)
 
 
@@ -210,10 +225,14 @@ def cmd_relevance(args) -> int:
     ckpt = out if out.suffix == ".safetensors" else out.with_name(out.name + ".partial.safetensors")
     stats = channel_stats_for(G, n=stats_n, psi=cfg.stats_psi, cutoff=cfg.stats_cutoff, seed=cfg.stats_seed,
                               cache=not args.random_weights)
-    fs3 = compute_relevance(G, clip, stats, n_images=n_images, sigma=cfg.relevance_sigma, seed=cfg.stats_seed,
-                            psi=cfg.stats_psi, cutoff=cfg.stats_cutoff,
-                            batch_size=args.batch_size or default_batch(G), checkpoint=ckpt,
-                            progress=not args.no_progress)
+    if args.ray is not None:
+        fs3 = _relevance_on_ray(args, G, clip, stats, cfg, n_images, gen_name or cfg.generator,
+                                clip_name or cfg.clip_model, ckpt)
+    else:
+        fs3 = compute_relevance(G, clip, stats, n_images=n_images, sigma=cfg.relevance_sigma, seed=cfg.stats_seed,
+                                psi=cfg.stats_psi, cutoff=cfg.stats_cutoff,
+                                batch_size=args.batch_size or default_batch(G), checkpoint=ckpt,
+                                progress=not args.no_progress)
     if out.suffix == ".npy":
         fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part")
         try:
@@ -230,6 +249,21 @@ def cmd_relevance(args) -> int:
     _warn_random(args)
     print(f"relevance matrix {tuple(fs3.shape)} -> {out}")
     return 0
+
+
+def _relevance_on_ray(args, G, clip, stats, cfg, n_images, gen_name, clip_name, ckpt):
+    from .jobs.cli_args import gpus_per_worker, ray_address
+    from .jobs.relevance import Networks, RelevanceSettings, relevance_on_ray
+    from .methods.stylespace import default_batch
+
+    kw = _common_kwargs(args)
+    networks = Networks(gen_name, clip_name, weights=kw["weights"], random_init=kw["random_init"],
+                        device=kw["device"], download=kw["download"], allow_pickle=kw["allow_pickle"])
+    settings = RelevanceSettings(n_images=n_images, sigma=cfg.relevance_sigma, seed=cfg.stats_seed, psi=cfg.stats_psi,
+                                 cutoff=cfg.stats_cutoff, batch_size=args.batch_size or default_batch(G))
+    return relevance_on_ray(networks, G, clip, stats, settings, ckpt, address=ray_address(args), workers=args.workers,
+                            shard_rows=args.shard_rows, num_gpus=gpus_per_worker(args.device),
+                            progress=not args.no_progress)
 
 
 def cmd_corpus_build(args) -> int:

@@ -102,15 +102,26 @@ class FlexITConfig(ConfigBase):
     # Regularisers
     lpips_weight: float = 0.15  # lambda_p
     latent_weight: float = 0.05  # lambda_z, on the l2,1 norm of z - z0 divided by that of z0
-    # Augmentations: each CLIP net sees n_augment random views per step
+    # Augmentations: each CLIP net sees n_augment random views per step; 0 is the reference's
+    # ncuts=0 path (resize to the net's input size + centre crop, no random view)
     n_augment: int = 8
     rotation_degrees: float = 10.0  # RandomRotation(10)
     crop_scale: tuple[float, float] = (0.8, 1.0)  # RandomResizedCrop scale
     crop_ratio: tuple[float, float] = (0.9, 1.1)  # RandomResizedCrop ratio
     hflip: bool = True  # RandomHorizontalFlip(p=0.5)
     # The reference adds 1e-6 Gaussian noise to z - z0 each step so its l2,1 form is
-    # differentiable at z = z0. We use a zero-safe gradient instead; True restores the noise.
+    # differentiable at z = z0. We use a zero-safe gradient instead; True restores the noise
+    # (added to the difference, the reference's (z - z0 + noise)), from a seeded generator.
     reference_noise: bool = False
+    # The mode for exact comparisons with the reference code: noise and views drawn from torch's
+    # global CPU RNG in the reference's order (per step the noise, then per net in order, per
+    # view: rotation angle, crop box, flip), torchvision's transforms, and the reference's own
+    # reductions, so a one-image run reproduces FlexitEditer's trajectory bit for bit on CPU
+    # (fp32, same thread count). edit(seed=s) seeds the global RNG (torch.manual_seed(s), as
+    # before FlexitEditer.__call__); seed=None uses its current state. Needs reference_noise=True,
+    # compile="off" and, with views, gpu_augment=False. It runs LPIPS on both images every step
+    # and the views one by one: for checks, not for speed.
+    exact_reference: bool = False
     snapshot_steps: tuple[int, ...] = (16, 32, 64, 160)
     # Speed switches (each measurable in benchmarks/flexit_loop.py). None = automatic:
     use_kernels: bool = True  # editrt._C fused l2,1 / LPIPS kernels when built
@@ -126,7 +137,7 @@ class FlexITConfig(ConfigBase):
             "steps": self.steps >= 0,
             "image_size": 16 <= self.image_size <= 1024 and self.image_size % 16 == 0,
             "lr": self.lr > 0,
-            "n_augment": self.n_augment >= 1,
+            "n_augment": self.n_augment >= 0,
             "lpips_weight": self.lpips_weight >= 0,
             "latent_weight": self.latent_weight >= 0,
             "crop_scale": 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1,
@@ -140,6 +151,12 @@ class FlexITConfig(ConfigBase):
         if bad:
             raise InputError(f"FlexITConfig: invalid value for {', '.join(bad)}: "
                              + ", ".join(f"{k}={getattr(self, k)!r}" for k in bad))
+        if self.exact_reference:
+            needs = {"reference_noise": True, "compile": "off", **({"gpu_augment": False} if self.n_augment else {})}
+            wrong = [f"{k}={v!r}" for k, v in needs.items() if getattr(self, k) != v]
+            if wrong:
+                raise InputError("FlexITConfig: exact_reference=True reproduces the reference's draws and "
+                                 f"needs {', '.join(wrong)}")
 
     @classmethod
     def presets(cls) -> dict[str, "FlexITConfig"]:

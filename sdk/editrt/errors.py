@@ -37,3 +37,9 @@ class BackendUnavailable(EditrtError):
     """A requested backend (onnxruntime provider, TensorRT, CUDA) is not installed or has no device."""
 
     exit_code = 6
+
+
+class EmptyEditWarning(UserWarning):
+    """An edit had nothing to change (e.g. DeltaEdit's channel mask removed every channel), so
+    its output equals the source. A warning, not an error, so a batch keeps going; turn it into
+    one with ``warnings.simplefilter("error", EmptyEditWarning)``."""

@@ -50,6 +50,9 @@ def add_subcommands(sub) -> None:
     p.add_argument("--allow-pickle", action="store_true")
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-progress", action="store_true")
+    from ..jobs.cli_args import add_ray_args
+
+    add_ray_args(p, "query batches (actors holding one editor each; this process writes every result)")
     p.set_defaults(func=cmd_evaluate)
 
 
@@ -74,13 +77,40 @@ def _baselines(args) -> list[str]:
 
 def cmd_evaluate(args) -> int:
     from ..imageio import check_output_path
-    from . import protocol, runners
+    from . import protocol
 
     if args.limit is not None and args.limit < 1:
         raise InputError(f"--limit must be >= 1, got {args.limit}")
     out = args.output_dir
     out.mkdir(parents=True, exist_ok=True)
     check_output_path(out / "summary.png")  # writable folder, before any model loads
+    world, run, per_class = build_evaluation(args)
+    stats = None
+    if args.stats:
+        from .metrics import ReferenceStats
+
+        stats = ReferenceStats.load(args.stats)
+    kw = dict(split=args.split, limit=args.limit, stats=stats, stats_per_class=per_class, grid_rows=args.grid_rows,
+              progress=not args.no_progress)
+    if args.ray is not None:
+        from ..jobs.evaluate import evaluate_on_ray
+
+        report = evaluate_on_ray(args, world, run, out, **kw)
+    else:
+        report = protocol.evaluate(world, run, out, **kw)
+    print(f"editrt evaluate: {world.name} world, split {args.split}, {report.summary['queries']} queries "
+          f"({report.new_results} new results, {report.skipped} reused)")
+    print(protocol.format_table(report.summary))
+    print(f"  summary  {out / protocol.SUMMARY_FILE}\n  results  {out / protocol.RESULTS_FILE}\n"
+          f"  examples {out / protocol.GRID_FILE}")
+    return 0
+
+
+def build_evaluation(args):
+    """(world, runners, reference images per class) of an ``evaluate`` command line; Ray actors
+    call it with the same arguments to hold identical copies."""
+    from . import runners
+
     names = _baselines(args)
     if args.toy:
         if args.random_weights:
@@ -108,19 +138,7 @@ def cmd_evaluate(args) -> int:
                                         weights_tag=tag))
     if not run:
         raise InputError("nothing to evaluate: --method none and no baselines")
-    stats = None
-    if args.stats:
-        from .metrics import ReferenceStats
-
-        stats = ReferenceStats.load(args.stats)
-    report = protocol.evaluate(world, run, out, split=args.split, limit=args.limit, stats=stats,
-                               stats_per_class=per_class, grid_rows=args.grid_rows, progress=not args.no_progress)
-    print(f"editrt evaluate: {world.name} world, split {args.split}, {report.summary['queries']} queries "
-          f"({report.new_results} new results, {report.skipped} reused)")
-    print(protocol.format_table(report.summary))
-    print(f"  summary  {out / protocol.SUMMARY_FILE}\n  results  {out / protocol.RESULTS_FILE}\n"
-          f"  examples {out / protocol.GRID_FILE}")
-    return 0
+    return world, run, per_class
 
 
 def _toy_world(args):
@@ -154,4 +172,4 @@ def _imagenet_world(args, baselines):
     return world, vqgan, cfg, tag, {"weights": args.weights_dir, "flexit": flexit_models}
 
 
-__all__ = ["add_subcommands", "cmd_evaluate"]
+__all__ = ["add_subcommands", "cmd_evaluate", "build_evaluation"]

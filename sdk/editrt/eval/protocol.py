@@ -22,7 +22,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import torch
 
@@ -36,6 +36,9 @@ from .worlds import World
 
 log = logging.getLogger(__name__)
 
+# (runner, batches) -> (batch, records, outputs) per batch, in any order.
+BatchExecutor = Callable[[Runner, list[list[Query]]], Iterable[tuple[list[Query], list[dict], list[torch.Tensor]]]]
+
 RESULTS_FILE = "results.jsonl"
 SUMMARY_FILE = "summary.json"
 GRID_FILE = "examples.png"
@@ -46,11 +49,10 @@ UNITS = {"accuracy": "% of queries whose restricted argmax is the target", "uned
          "sfid_mean": "mean term only (the reference eval.py value)", "csfid_mean": "mean term only, per class"}
 
 
-def read_results(path: Path) -> list[dict]:
-    """Complete lines of a results file (a torn last line is dropped)."""
+def iter_jsonl(path: Path) -> Iterator[dict]:
+    """The complete JSON-object lines of an append-only file (a torn last line is skipped)."""
     if not path.is_file():
-        return []
-    out = []
+        return
     with open(path, "rb") as f:
         for n, raw in enumerate(f, start=1):
             try:
@@ -58,9 +60,13 @@ def read_results(path: Path) -> list[dict]:
             except json.JSONDecodeError:
                 log.warning("%s:%d: ignoring an incomplete line (interrupted run)", path, n)
                 continue
-            if isinstance(rec, dict) and {"runner", "fingerprint", "query_id"} <= set(rec):
-                out.append(rec)
-    return out
+            if isinstance(rec, dict):
+                yield rec
+
+
+def read_results(path: Path) -> list[dict]:
+    """Complete lines of a results file (a torn last line is dropped)."""
+    return [rec for rec in iter_jsonl(path) if {"runner", "fingerprint", "query_id"} <= set(rec)]
 
 
 def _append_lines(path: Path, records: list[dict]) -> None:
@@ -92,8 +98,13 @@ class RunReport:
 
 def evaluate(world: World, runners: Sequence[Runner], out_dir: str | Path, *, split: str = "test",
              limit: int | None = None, stats: M.ReferenceStats | None = None, stats_per_class: int = 64,
-             grid_rows: int = 8, progress: bool = True) -> RunReport:
-    """Run every runner on the split's queries (resuming), then write the summary and the grid."""
+             grid_rows: int = 8, progress: bool = True, executor: BatchExecutor | None = None) -> RunReport:
+    """Run every runner on the split's queries (resuming), then write the summary and the grid.
+
+    ``executor(runner, batches)`` computes the batches elsewhere (``editrt.jobs.evaluate`` runs
+    them on Ray actors) and yields ``(batch, records, outputs)`` in any order, as
+    :func:`compute_batch` returns them; by default they are computed here, in order.
+    """
     from tqdm.auto import tqdm
 
     out = Path(out_dir)
@@ -116,10 +127,12 @@ def evaluate(world: World, runners: Sequence[Runner], out_dir: str | Path, *, sp
         skipped += len(queries) - len(todo)
         img_dir = out / "images" / _safe_name(runner.name)
         img_dir.mkdir(parents=True, exist_ok=True)
+        batches = [todo[start:start + runner.batch_size] for start in range(0, len(todo), runner.batch_size)]
         bar = tqdm(total=len(todo), desc=runner.name, unit="query", disable=not progress or not todo, leave=False)
-        for start in range(0, len(todo), runner.batch_size):
-            batch = todo[start:start + runner.batch_size]
-            records = _run_batch(world, runner, batch, img_dir, out)
+        computed = (executor(runner, batches) if executor is not None
+                    else ((b, *compute_batch(world, runner, b)) for b in batches))
+        for batch, records, outputs in computed:  # this process is the only writer of `out`
+            _store_batch(records, outputs, img_dir, out)
             _append_lines(results_path, records)
             existing.extend(records)
             new += len(records)
@@ -133,7 +146,12 @@ def evaluate(world: World, runners: Sequence[Runner], out_dir: str | Path, *, sp
     return RunReport(summary=summary, new_results=new, skipped=skipped, out_dir=out)
 
 
-def _run_batch(world: World, runner: Runner, batch: list[Query], img_dir: Path, out: Path) -> list[dict]:
+def compute_batch(world: World, runner: Runner, batch: list[Query]) -> tuple[list[dict], list[torch.Tensor]]:
+    """Run ``runner`` on ``batch`` and judge its outputs; nothing is written.
+
+    Returns one record per query (without its ``image`` path) and the outputs [3, H, W] as 8-bit
+    values in [0, 1].
+    """
     inputs = [M.quantize_uint8(world.input_image(q)) for q in batch]  # as 8-bit files hold them
     t0 = time.perf_counter()
     outputs = list(runner(inputs, batch, world))
@@ -148,16 +166,22 @@ def _run_batch(world: World, runner: Runner, batch: list[Query], img_dir: Path, 
     lp = world.lpips(outputs, inputs)
     feats = world.features(outputs)
     records = []
-    for k, (q, o) in enumerate(zip(batch, outputs)):
-        path = img_dir / f"{q.query_id:06d}.png"
-        imageio.save_image(o, path)
+    for k, q in enumerate(batch):
         records.append({
             "runner": runner.name, "fingerprint": runner.fingerprint, "query_id": q.query_id,
             "source_id": q.source_id, "target_id": q.target_id, "is_test": q.is_test,
             "pred_id": int(preds[k]), "correct": int(preds[k]) == q.target_id, "unedited": int(preds[k]) == q.source_id,
-            "lpips": float(lp[k]), "seconds": seconds, "image": str(path.relative_to(out)),
+            "lpips": float(lp[k]), "seconds": seconds,
             "features": [round(float(v), 6) for v in feats[k]]})
-    return records
+    return records, outputs
+
+
+def _store_batch(records: list[dict], outputs: list[torch.Tensor], img_dir: Path, out: Path) -> None:
+    """Write each output PNG (atomically) and put its path into the record."""
+    for rec, o in zip(records, outputs):
+        path = img_dir / f"{rec['query_id']:06d}.png"
+        imageio.save_image(o, path)
+        rec["image"] = str(path.relative_to(out))
 
 
 def reference_stats(world: World, out: Path, per_class: int, *, progress: bool = True) -> M.ReferenceStats:
@@ -242,5 +266,5 @@ def write_grid(world: World, runners: Sequence[Runner], queries: Sequence[Query]
     return path
 
 
-__all__ = ["evaluate", "summarize", "format_table", "write_grid", "read_results", "reference_stats", "RunReport",
-           "RESULTS_FILE", "SUMMARY_FILE", "GRID_FILE", "STATS_FILE"]
+__all__ = ["evaluate", "compute_batch", "BatchExecutor", "summarize", "format_table", "write_grid", "read_results",
+           "iter_jsonl", "reference_stats", "RunReport", "RESULTS_FILE", "SUMMARY_FILE", "GRID_FILE", "STATS_FILE"]

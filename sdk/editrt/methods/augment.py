@@ -2,7 +2,9 @@
 
 Two implementations with the same parameter distributions (torchvision's):
 - ``reference_views``: torchvision transforms applied view by view, as the reference code does
-  (rotation with nearest interpolation, then crop + antialiased bilinear resize, then flip).
+  (rotation with nearest interpolation, then crop + antialiased bilinear resize, then flip),
+  drawn from a seeded private RNG; ``global_rng_views`` is the same on torch's global RNG, the
+  reference's exact draws (FlexITConfig.exact_reference).
 - ``batched_views``: every view of every image as ONE batched affine warp (``affine_grid`` +
   bilinear ``grid_sample``): rotation, crop, resize and flip composed into a single 2x3 matrix.
   Fixed shapes, one kernel launch, no host sync: this is what makes a step capturable as a CUDA
@@ -125,24 +127,44 @@ def batched_views(images: torch.Tensor, n_views: int, out_size: int, *, degrees:
     return warp(images, theta, out_size)
 
 
+def _reference_transform(out_size: int, degrees: float, scale: tuple[float, float],
+                         ratio: tuple[float, float], hflip: bool):
+    """FlexIT's ``train_prep`` without Normalize (src/vqc_core.py ``CLIP.__init__``)."""
+    import torchvision.transforms as T
+
+    return T.Compose([T.RandomRotation(degrees),
+                      T.RandomResizedCrop(out_size, scale=scale, ratio=ratio, antialias=True),
+                      *([T.RandomHorizontalFlip()] if hflip else [])])
+
+
+def _views_one_by_one(images: torch.Tensor, n_views: int, tf) -> torch.Tensor:
+    """View k of image b at index b * n_views + k, each drawn by ``tf`` from torch's global RNG
+    in that order (per view: rotation angle, crop box, flip)."""
+    if n_views < 1:
+        raise ValueError(f"n_views must be >= 1, got {n_views} (FlexIT's n_augment=0 uses no random view)")
+    return torch.stack([tf(img) for img in images for _ in range(n_views)])
+
+
 def reference_views(images: torch.Tensor, n_views: int, out_size: int, *, degrees: float,
                     scale: tuple[float, float], ratio: tuple[float, float], hflip: bool,
                     generator: torch.Generator) -> torch.Tensor:
     """Same contract as ``batched_views``, computed view by view with torchvision transforms
-    (global RNG forked and seeded from ``generator`` so runs stay deterministic)."""
-    import torchvision.transforms as T
-
-    tf = T.Compose([T.RandomRotation(degrees),
-                    T.RandomResizedCrop(out_size, scale=scale, ratio=ratio, antialias=True),
-                    *([T.RandomHorizontalFlip()] if hflip else [])])
+    (global RNG forked and seeded from ``generator`` so runs stay deterministic and the
+    caller's global RNG is untouched)."""
+    tf = _reference_transform(out_size, degrees, scale, ratio, hflip)
     seed = int(torch.randint(0, 2**62, (1,), generator=generator))
-    views = []
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        for img in images:
-            views.extend(tf(img) for _ in range(n_views))
-    return torch.stack(views)
+        return _views_one_by_one(images, n_views, tf)
+
+
+def global_rng_views(images: torch.Tensor, n_views: int, out_size: int, *, degrees: float,
+                     scale: tuple[float, float], ratio: tuple[float, float], hflip: bool) -> torch.Tensor:
+    """The reference's own draws: torchvision transforms on torch's global CPU RNG, consumed as
+    ``CLIP.encode_image(x, ncuts)`` does (src/vqc_core.py), so a run seeded with
+    ``torch.manual_seed`` sees exactly the reference's views. Same contract as ``batched_views``."""
+    return _views_one_by_one(images, n_views, _reference_transform(out_size, degrees, scale, ratio, hflip))
 
 
 __all__ = ["AugmentParams", "sample_params", "affine_matrices", "sample_thetas", "warp", "batched_views",
-           "reference_views"]
+           "reference_views", "global_rng_views"]

@@ -11,7 +11,7 @@ Algorithm as the reference code runs it (REFERENCES.md §1.3), per image b of a 
 
 Deliberate deviations, each documented in FlexITConfig:
 - the l2,1 term has a zero-safe gradient at z = z0 instead of the reference's 1e-6 noise
-  (``reference_noise=True`` restores the noise, seeded);
+  (``reference_noise=True`` restores the noise, added to z - z0 as the reference does, seeded);
 - ``steps`` counts updates: the output is the decode after ``steps`` updates (the reference
   runs ``max_iter + 1`` forward passes and keeps the decode *before* the last update, the same
   image, so no work is wasted here);
@@ -19,6 +19,13 @@ Deliberate deviations, each documented in FlexITConfig:
   net in one batch (``gpu_augment`` additionally fuses them into one affine warp).
 A batch of images is optimised jointly but independently: every loss and gradient norm is per
 image, so a batch gives the same result as separate calls (up to the random views drawn).
+
+``exact_reference=True`` is the mode for exact comparisons: one image, the noise and views drawn
+from torch's global RNG in FlexitEditer.step's order, torchvision's transforms, the lpips
+package's forward, and the reference's reductions (``x / x.norm()``, ``pred @ tgt``, python
+``sum / len`` over nets, ``g / g.norm()``, ``z - lr * g * ||z0||``), so the trajectory equals the
+reference's bit for bit on CPU (tests/test_flexit_exact.py, scripts/make_goldens_flexit.py).
+``n_augment=0`` is the reference's ``ncuts=0``: each net sees its deterministic resize + crop.
 """
 
 from __future__ import annotations
@@ -130,7 +137,7 @@ class FlexIT:
 
     # Backpropagate each loss term to the decoded image as soon as it is computed (see
     # _losses_and_grad): same gradient, lower peak memory. False: one backward of the whole
-    # loss (the benchmarks' "before"; always so when compiled).
+    # loss (the benchmarks' "before"; always so when compiled or with exact_reference).
     per_network_backward: bool = True
 
     def __init__(self, config: FlexITConfig | None = None, *, device: str | torch.device = "cpu",
@@ -141,6 +148,9 @@ class FlexIT:
         self.device = torch.device(device)
         if backend not in ("torch", "onnxruntime", "tensorrt"):
             raise InputError(f"unknown backend {backend!r}; use torch, onnxruntime or tensorrt")
+        if self.config.exact_reference and backend != "torch":
+            raise InputError(f"exact_reference reproduces the reference's torch loop: use backend='torch', "
+                             f"not {backend!r}")
         self.backend = backend
         kw = dict(weights=weights, random_init=random_init, seed=seed, device=self.device, download=download)
         models = dict(models or {})
@@ -194,18 +204,26 @@ class FlexIT:
 
     @torch.no_grad()
     def prepare(self, images, source: str | Sequence[str], target: str | Sequence[str], *,
-                seed: int = 0) -> FlexITState:
-        """Encode the inputs and texts once; return the state at step 0 (z = z0)."""
+                seed: int | None = 0) -> FlexITState:
+        """Encode the inputs and texts once; return the state at step 0 (z = z0).
+
+        ``seed`` seeds the noise and views; with ``exact_reference`` it seeds torch's global RNG
+        (``None``: keep its current state)."""
         cfg = self.config
         image0 = self.load_images(images)
         b = image0.shape[0]
+        if cfg.exact_reference and b != 1:
+            raise InputError(f"exact_reference reproduces the reference's one-image loop; got {b} images: "
+                             "edit them one at a time")
         sources = _broadcast_texts(source, b, "source")
         targets = _broadcast_texts(target, b, "target")
         encoders = self.stages or self.clip
         z0 = (self.stages.encode(image0) if self.stages else self.vqgan.encode(image0)).float()
         _check_finite(z0, "the input's VQGAN latent")
-        e_s = encoders.embed_text(sources)
-        e_t = encoders.embed_text(targets)
+        # one text batch [sources, targets], as the reference's encode_text([txt1, txt2]): a
+        # different batch size can round the embeddings differently
+        e_st = encoders.embed_text(sources + targets)
+        e_s, e_t = [e[:b] for e in e_st], [e[b:] for e in e_st]
         e_i = encoders.embed_image(image0)
         points = [cfg.target_coef * t + cfg.image_coef * i - cfg.source_coef * s for s, t, i in zip(e_s, e_t, e_i)]
         from .. import ops
@@ -216,22 +234,36 @@ class FlexIT:
             z0_norm=z0.flatten(1).norm(dim=1),
             points=points, text_source=e_s, text_target=e_t,
             lpips_target=self.lpips.prepare_target(image0))
-        gen = torch.Generator().manual_seed(seed)
+        if cfg.exact_reference:
+            if seed is not None:
+                torch.manual_seed(seed)
+            return FlexITState(targets=tg, z=z0.clone(), step=0, generator=None)
+        gen = torch.Generator().manual_seed(0 if seed is None else seed)
         return FlexITState(targets=tg, z=z0.clone(), step=0, generator=gen)
 
     # -- one step --------------------------------------------------------------------------------
     def _view_inputs(self, batch: int, gen: torch.Generator) -> list:
         """Per CLIP net: warp matrices for the batched path (sampled here, outside any compiled
-        region), or a seed for the reference path's torchvision transforms."""
+        region), a seed for the seeded torchvision path, or None where the views are deterministic
+        (n_augment=0) or drawn from the global RNG as they are applied (exact_reference)."""
         cfg, s = self.config, self.config.image_size
+        if cfg.n_augment == 0 or cfg.exact_reference:  # deterministic views / drawn while applied
+            return [None for _ in self.clip]
         if cfg.gpu_augment:
             return [augment.sample_thetas(batch, cfg.n_augment, s, s, degrees=cfg.rotation_degrees,
                                           scale=cfg.crop_scale, ratio=cfg.crop_ratio, hflip=cfg.hflip,
                                           generator=gen).to(self.device) for _ in self.clip]
         return [int(torch.randint(0, 2**62, (1,), generator=gen)) for _ in self.clip]
 
-    def _views(self, image: torch.Tensor, size: int, view_input) -> torch.Tensor:
-        cfg = self.config
+    def _views(self, net, image: torch.Tensor, view_input) -> torch.Tensor:
+        """[B, 3, S, S] decode -> [B * max(n_augment, 1), 3, s, s] views at the net's size (not
+        normalised)."""
+        cfg, size = self.config, net.image_size
+        if cfg.n_augment == 0:  # the reference's ncuts=0: test_prep without Normalize
+            return resize_center_crop(image, size)
+        if cfg.exact_reference:
+            return augment.global_rng_views(image, cfg.n_augment, size, degrees=cfg.rotation_degrees,
+                                            scale=cfg.crop_scale, ratio=cfg.crop_ratio, hflip=cfg.hflip)
         if cfg.gpu_augment:
             return augment.warp(image, view_input, size)
         return augment.reference_views(image, cfg.n_augment, size, degrees=cfg.rotation_degrees,
@@ -243,25 +275,38 @@ class FlexIT:
         from .. import ops
 
         cfg = self.config
-        b = z.shape[0]
-        zn = z if noise is None else z + noise
-        latent = ops.l21_norm(zn, tg.z0).float() / tg.z0_l21
+        b, exact = z.shape[0], cfg.exact_reference
+        if noise is None:
+            latent = ops.l21_norm(z, tg.z0).float() / tg.z0_l21
+        else:  # the reference's 'l1l2' form (flexit_editer.py step): noise added to the difference
+            latent = _l1l2(z - tg.z0 + noise) / _l1l2(tg.z0)
         with self._autocast():
             image = self.vqgan.decode_clamped(z)
-            lp = self.lpips.distance(image, tg.lpips_target).float()
+            if exact:  # the lpips package's forward on both images, as the reference's LPIPS wrapper
+                lp = self.lpips.lp(image, tg.image0, normalize=True).view(b).float()
+            else:
+                lp = self.lpips.distance(image, tg.lpips_target).float()
             clip_terms, sim_s, sim_t = [], [], []
+            dot = _dot_rows if exact else _mul_sum_rows
             for net, point, es, et, vin in zip(self.clip, tg.points, tg.text_source, tg.text_target,
                                                view_inputs):
-                views = net.normalize(self._views(image, net.image_size, vin))
-                emb = F.normalize(net.encode_image(views).float(), dim=-1)
-                pred = emb.view(b, cfg.n_augment, -1).mean(1)  # mean of normalised views, not renormalised
-                clip_terms.append((pred * point).sum(-1))
-                sim_s.append((pred * es).sum(-1))
-                sim_t.append((pred * et).sum(-1))
-        clip = -torch.stack(clip_terms).mean(0)
+                views = net.normalize(self._views(net, image, vin))
+                emb = net.encode_image(views).float()
+                # mean of normalised views, not renormalised
+                emb = emb / emb.norm(dim=-1, keepdim=True) if exact else F.normalize(emb, dim=-1)
+                pred = emb.view(b, max(cfg.n_augment, 1), -1).mean(1)
+                clip_terms.append(dot(pred, point))
+                sim_s.append(dot(pred, es))
+                sim_t.append(dot(pred, et))
+        if exact:  # TensorDict.reduce(mean): python sum(x) / len(x) over the nets
+            clip = -(sum(clip_terms) / len(clip_terms))
+            sim_source, sim_target = sum(sim_s) / len(sim_s), sum(sim_t) / len(sim_t)
+        else:
+            clip = -torch.stack(clip_terms).mean(0)
+            sim_source, sim_target = torch.stack(sim_s).mean(0), torch.stack(sim_t).mean(0)
         loss = clip + cfg.lpips_weight * lp + cfg.latent_weight * latent
         metrics = {"loss": loss, "clip": clip, "lpips": lp, "latent": latent,
-                   "sim_source": torch.stack(sim_s).mean(0), "sim_target": torch.stack(sim_t).mean(0)}
+                   "sim_source": sim_source, "sim_target": sim_target}
         return loss, {**metrics, "image": image}
 
     def _losses_and_grad(self, z: torch.Tensor, tg: Targets, view_inputs: list,
@@ -279,8 +324,10 @@ class FlexIT:
 
         cfg = self.config
         b, n_nets = z.shape[0], len(self.clip)
-        zn = z if noise is None else z + noise
-        latent = ops.l21_norm(zn, tg.z0).float() / tg.z0_l21
+        if noise is None:
+            latent = ops.l21_norm(z, tg.z0).float() / tg.z0_l21
+        else:  # the reference's 'l1l2' form, as in _losses
+            latent = _l1l2(z - tg.z0 + noise) / _l1l2(tg.z0)
         with self._autocast():
             decoded = self.vqgan.decode_clamped(z)
         image = decoded.detach().requires_grad_(True)
@@ -291,9 +338,9 @@ class FlexIT:
         clip_terms, sim_s, sim_t = [], [], []
         for net, point, es, et, vin in zip(self.clip, tg.points, tg.text_source, tg.text_target, view_inputs):
             with self._autocast():
-                views = net.normalize(self._views(image, net.image_size, vin))
+                views = net.normalize(self._views(net, image, vin))
                 emb = F.normalize(net.encode_image(views).float(), dim=-1)
-            pred = emb.view(b, cfg.n_augment, -1).mean(1)  # mean of normalised views, not renormalised
+            pred = emb.view(b, max(cfg.n_augment, 1), -1).mean(1)  # mean of normalised views, not renormalised
             term = (pred * point).sum(-1)
             (g,) = torch.autograd.grad(-term.sum() / n_nets, image)
             image_grad += g.float()
@@ -314,16 +361,16 @@ class FlexIT:
     def step(self, state: FlexITState) -> FlexITState:
         """One FlexIT step: losses at ``state.z``, normalised gradient, and the next latent."""
         cfg, tg = self.config, state.targets
-        gen = state.generator or torch.Generator().manual_seed(0)
+        gen = None if cfg.exact_reference else state.generator or torch.Generator().manual_seed(0)
         z = state.z.detach().requires_grad_(True)
         noise = None
-        if cfg.reference_noise:
-            noise = (1e-6 * torch.randn(z.shape, generator=gen)).to(z.device)
+        if cfg.reference_noise:  # on the CPU, as the reference's randn_like of its CPU latent
+            noise = (1e-6 * torch.randn(tuple(z.shape), generator=gen, dtype=z.dtype)).to(z.device)
         from .. import ops
 
         with ops.use_kernels(cfg.use_kernels):
             views = self._view_inputs(z.shape[0], gen)
-            if cfg.compile == "off" and self.per_network_backward:
+            if cfg.compile == "off" and self.per_network_backward and not cfg.exact_reference:
                 out, grad = self._losses_and_grad(z, tg, views, noise)
             else:  # one graph for the whole loss (what torch.compile captures)
                 loss, out = self._loss_fn(z, tg, views, noise)
@@ -331,10 +378,15 @@ class FlexIT:
         for name in ("clip", "lpips", "latent"):
             _check_finite(out[name], f"the {name} loss at step {state.step}")
         _check_finite(grad, f"the gradient at step {state.step}")
-        if cfg.normalize_gradient:
-            norm = grad.flatten(1).norm(dim=1).clamp_min(1e-30).view(-1, 1, 1, 1)
-            grad = grad / norm
-        z_next = z.detach() - cfg.lr * tg.z0_norm.view(-1, 1, 1, 1) * grad
+        if cfg.exact_reference:  # one image: g /= g.norm(p=2); z - lr * g * z0.norm().item()
+            if cfg.normalize_gradient:
+                grad = grad / grad[0].norm(p=2)
+            z_next = z.detach() - cfg.lr * grad * tg.z0[0].norm().item()
+        else:
+            if cfg.normalize_gradient:
+                norm = grad.flatten(1).norm(dim=1).clamp_min(1e-30).view(-1, 1, 1, 1)
+                grad = grad / norm
+            z_next = z.detach() - cfg.lr * tg.z0_norm.view(-1, 1, 1, 1) * grad
         metrics = {k: v.detach() for k, v in out.items() if k != "image"}
         return FlexITState(targets=tg, z=z_next, step=state.step + 1, generator=gen,
                            image=out["image"].detach().float(), grad=grad, metrics=metrics)
@@ -347,7 +399,7 @@ class FlexIT:
 
     # -- whole edit ------------------------------------------------------------------------------
     def edit(self, image, source: str | Sequence[str], target: str | Sequence[str], *,
-             steps: int | None = None, seed: int = 0, snapshots: Sequence[int] | None = None,
+             steps: int | None = None, seed: int | None = 0, snapshots: Sequence[int] | None = None,
              callback: Callable[[FlexITState], bool | None] | None = None,
              progress: bool = False, batch_size: int | None = None) -> EditResult:
         """Edit one image (path, PIL, array, tensor) or a list of them.
@@ -378,7 +430,7 @@ class FlexIT:
                  for i in range(0, n, chunk)]
         return parts[0] if len(parts) == 1 else _concat_results(parts)
 
-    def _edit_batch(self, images: torch.Tensor, sources: list[str], targets: list[str], *, steps: int, seed: int,
+    def _edit_batch(self, images: torch.Tensor, sources: list[str], targets: list[str], *, steps: int, seed: int | None,
                     snapshots: Sequence[int] | None, callback, progress: bool) -> EditResult:
         """One jointly optimised batch: images [B, 3, S, S] in [0, 1], one text pair per image."""
         snap_steps = set(self.config.snapshot_steps if snapshots is None else snapshots)
@@ -462,6 +514,21 @@ def _concat_results(parts: list[EditResult]) -> EditResult:
                       config=parts[0].config,
                       step_seconds=[sum(ts) for ts in zip(*(p.step_seconds for p in parts))],
                       sources=[t for p in parts for t in p.sources], targets=[t for p in parts for t in p.targets])
+def _l1l2(x: torch.Tensor) -> torch.Tensor:
+    """[B, C, h, w] -> [B]: the reference's ``x.pow(2).sum(1).sqrt().sum()`` per image (its
+    gradient is NaN where a position of x is exactly 0, hence the noise)."""
+    return x.pow(2).sum(1).sqrt().flatten(1).sum(1).float()
+
+
+def _mul_sum_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return (a * b).sum(-1)
+
+
+def _dot_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Row-wise ``a[i] @ b[i]`` (torch.dot, the reference's ``pred @ tgt``) -> [B]."""
+    return torch.stack([x @ y for x, y in zip(a, b)])
+
+
 
 
 def _broadcast_texts(texts: str | Sequence[str], n: int, what: str) -> list[str]:

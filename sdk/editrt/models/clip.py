@@ -367,8 +367,9 @@ class ClipNet(nn.Module):
 
     @torch.no_grad()
     def embed_text(self, texts: Sequence[str]) -> torch.Tensor:
-        """Normalised text embeddings [N, D] (no prompt template, as FlexIT)."""
-        return F.normalize(self.encode_text(trim_padding(self.tokenize(texts))).float(), dim=-1)
+        """Normalised text embeddings [N, D] (no prompt template, as FlexIT). Full 77-token rows:
+        FlexIT's exact-reference mode compares these bit for bit, and two prompts cost little."""
+        return F.normalize(self.encode_text(self.tokenize(texts)).float(), dim=-1)
 
     # -- image --------------------------------------------------------------------------------
     def normalize(self, x01: torch.Tensor) -> torch.Tensor:

@@ -21,7 +21,8 @@ S-space definition (StyleCLIP global_torch/manipulate.py): for each style layer 
 with the W+ index pattern conv1_4:0, torgb_4:1, then per resolution r = 8..size (block k):
 conv0_r: 1+2k, conv1_r: 2+2k, torgb_r: 3+2k. Channel counts are the layers' *input* channels.
 Layer names: ``conv1_4, torgb_4, conv0_8, conv1_8, torgb_8, ..., torgb_<size>``; ``StyleLayer.reference_name``
-gives StyleCLIP's (``conv1_resolution_4``, ``toRGB_4``, ...). For 1024: 26 layers, 9088 channels,
+gives StyleCLIP's (``conv1_resolution_4``, ``toRGB_resolution_4``, ``conv0_resolution_8``, ...), and
+``StyleLayout.index`` accepts either form. For 1024: 26 layers, 9088 channels,
 17 conv layers (``layout.conv_indices`` = StyleCLIP's mindexs) holding 6048.
 
 Synthesis runs from a StyleCode with the fixed ``noises.noise_i`` buffers by default
@@ -179,10 +180,11 @@ class StyleLayer:
 
     @property
     def reference_name(self) -> str:
-        """StyleCLIP ``Manipulator.GetSName`` / stylegan2-ada style key."""
-        if self.name == "conv1_4":
-            return "conv1_resolution_4"
-        return f"toRGB_{self.resolution}" if self.kind == "torgb" else self.name
+        """StyleCLIP's key for this layer: ``conv1_resolution_4``, ``toRGB_resolution_4``,
+        ``conv0_resolution_8``, ... (StyleCLIP global_torch/manipulate.py ``GetSName`` and the
+        ``layer.name`` set by ``LoadModel``; the keys of its ``encoded_styles`` dicts)."""
+        prefix = "toRGB" if self.kind == "torgb" else self.name.split("_")[0]
+        return f"{prefix}_resolution_{self.resolution}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -232,11 +234,19 @@ class StyleLayout:
     def conv_total(self) -> int:
         return sum(self.conv_channels)
 
+    @property
+    def reference_names(self) -> tuple[str, ...]:
+        """StyleCLIP's layer keys in layout order (its 26-entry S list for 1024 px)."""
+        return tuple(layer.reference_name for layer in self.layers)
+
     def index(self, name: str) -> int:
-        try:
-            return self.names.index(name)
-        except ValueError:
-            raise InputError(f"unknown style layer {name!r}; layers: {', '.join(self.names)}") from None
+        """Position of a layer given by editrt name (``conv1_16``) or StyleCLIP name
+        (``conv1_resolution_16``); a published channel "6_501" is ``layers[6]``, channel 501."""
+        for names in (self.names, self.reference_names):
+            if name in names:
+                return names.index(name)
+        raise InputError(f"unknown style layer {name!r}; layers: {', '.join(self.names)} "
+                         f"(or StyleCLIP's {', '.join(self.reference_names[:3])}, ...)")
 
     def split(self, flat: torch.Tensor) -> list[torch.Tensor]:
         """[B, total_channels] -> one [B, C_i] per layer."""

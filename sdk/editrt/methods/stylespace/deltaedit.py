@@ -14,18 +14,25 @@ We compute that exactly as an area-average resampling (two small matrix products
 materialising the 7× image (616 MB per 1024 px image). Source images: the synthesised image
 for codes (``generate_codes.py``), the 256 px e4e input for photos (``inference_real.py``).
 ``strength`` (default 1) scales Δs; 1 is the reference behaviour.
+
+Empty mask: when no channel reaches the threshold, the reference's ``improved_ds`` sets every
+entry of Δs to 0 and ``decoder_validate`` renders the source unchanged (nothing divides by the
+masked relevance, so nothing becomes NaN). We return that same unchanged image and emit an
+:class:`~editrt.errors.EmptyEditWarning`, so a batch continues and the result says
+``channels_changed == 0``.
 """
 
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 
 from ...config import STYLE_ALPHA_LIMIT, DeltaEditConfig
-from ...errors import InputError, WeightsError
+from ...errors import EmptyEditWarning, InputError, WeightsError
 from ...models.delta_mapper import DeltaMapper, load_delta_mapper
 from .directions import relevance
 from .editor import StyleEditor
@@ -105,7 +112,7 @@ class DeltaEdit(StyleEditor):
         return F.normalize(self.clip.encode_image(x).float(), dim=-1)
 
     def text_condition(self, target: str, neutral: str | None = None, *, threshold: float | None = None):
-        """(unit dt [D], keep mask [C_conv] bool (True = may change), raw |dt|)."""
+        """(unit dt [D], keep mask [C_conv] bool (True = may change, may be all False), raw |dt|)."""
         threshold = self.config.threshold if threshold is None else threshold
         if not isinstance(threshold, (int, float)) or not 0.0 <= threshold < 2.0:
             raise InputError(f"threshold {threshold!r} is out of range [0, 2)")
@@ -113,8 +120,9 @@ class DeltaEdit(StyleEditor):
                                 normalize=False).to(self.device)
         keep = relevance(self.fs3, dt_raw).abs() >= threshold
         if not keep.any():
-            raise InputError(f"no channel has |fs3 . dt| >= threshold={threshold:g} for {target!r}: nothing would "
-                             "change; lower the threshold")
+            warnings.warn(f"DeltaEdit: no channel has |fs3 . dt| >= threshold={threshold:g} for {target!r}; the "
+                          "output equals the source (as the reference's improved_ds); lower the threshold to edit",
+                          EmptyEditWarning, stacklevel=3)
         dt = dt_raw / dt_raw.norm().clamp_min(1e-5)
         return dt, keep, float(dt_raw.norm())
 
@@ -132,7 +140,7 @@ class DeltaEdit(StyleEditor):
         c_img = self.clip_image_embedding(source_images)
         cond = torch.cat([c_img, dt.expand(c_img.shape[0], -1)], dim=1)
         delta = self.mapper(code.conv_view().float(), cond)
-        delta = delta * keep.to(delta.dtype)
+        delta = delta.masked_fill(~keep, 0.0)  # improved_ds: ds[select] = 0 (assignment, not a product)
         images, codes, source = self._apply(code, delta, strengths)
         n_changed = int(keep.sum())
         log.info("DeltaEdit %r: %d channels unmasked, |dt| %.4f", target, n_changed, dt_norm)

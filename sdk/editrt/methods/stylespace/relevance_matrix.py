@@ -102,12 +102,25 @@ def _relevance_meta(generator: "StyleGAN2", clip: "ClipNet", stats: ChannelStats
             "cutoff": cutoff, "stats": {k: stats.provenance.get(k) for k in ("n", "psi", "cutoff", "seed")}}
 
 
+def check_row_range(rows: tuple[int, int] | None, conv_dim: int) -> tuple[int, int]:
+    """``(start, stop)`` channel rows, or every row for None; a clear error when out of range."""
+    if rows is None:
+        return 0, conv_dim
+    try:
+        lo, hi = (int(r) for r in rows)
+    except (TypeError, ValueError):
+        raise InputError(f"rows must be a (start, stop) pair of channel indices, got {rows!r}") from None
+    if not 0 <= lo < hi <= conv_dim:
+        raise InputError(f"rows {rows!r} are out of range: need 0 <= start < stop <= {conv_dim}")
+    return lo, hi
+
+
 @torch.no_grad()
 def compute_relevance(generator: "StyleGAN2", clip: "ClipNet", stats: ChannelStats, *, n_images: int = 100,
                       sigma: float = 5.0, seed: int = 5, psi: float = 0.7, cutoff: int = 8,
                       batch_size: int = 32, checkpoint: str | os.PathLike | None = None,
                       checkpoint_every_s: float = 60.0, progress: bool = True,
-                      stop_after: int | None = None) -> torch.Tensor:
+                      stop_after: int | None = None, rows: tuple[int, int] | None = None) -> torch.Tensor:
     """The relevance matrix fs3 [C_conv, D] of any generator (``SingleChannel.py`` + ``GetFs``).
 
     The ``n_images`` images are the first samples of the statistics stream (``RandomState(seed)``,
@@ -124,6 +137,10 @@ def compute_relevance(generator: "StyleGAN2", clip: "ClipNet", stats: ChannelSta
     ``checkpoint``, finished rows are saved atomically every ``checkpoint_every_s`` seconds and at
     the end; a later call with the same arguments resumes from that file (its provenance must
     match). ``stop_after`` (channels) ends the run early, leaving an unfinished checkpoint.
+
+    ``rows=(start, stop)`` computes only channels ``start <= c < stop`` and returns those rows
+    [stop - start, D] (a shard of a distributed run, ``editrt.jobs.relevance``). Each row depends
+    only on its channel, so shards merge into the matrix of one full run.
     """
     from tqdm.auto import tqdm
 
@@ -156,7 +173,8 @@ def compute_relevance(generator: "StyleGAN2", clip: "ClipNet", stats: ChannelSta
     mean_conv = stats.mean.conv_view()[0].to(base_conv)
     std_conv = stats.std.conv_view()[0].to(base_conv)
 
-    todo = [int(c) for c in torch.nonzero(~done).flatten()]
+    lo, hi = check_row_range(rows, conv_dim)
+    todo = [int(c) for c in torch.nonzero(~done).flatten() if lo <= int(c) < hi]
     if stop_after is not None:
         todo = todo[:stop_after]
     # Jobs in channel order: (channel, image, sign); 2 * n_images per channel.
@@ -190,6 +208,8 @@ def compute_relevance(generator: "StyleGAN2", clip: "ClipNet", stats: ChannelSta
             last_save = time.monotonic()
     bar.close()
     save(complete=bool(done.all()))
+    if rows is not None and done[lo:hi].all():
+        return fs3[lo:hi].clone()
     if not done.all():
         raise InputError(f"relevance computation stopped with {int(done.sum())}/{conv_dim} channels done; "
                          + (f"resume with the same arguments (checkpoint {ckpt})" if ckpt else
