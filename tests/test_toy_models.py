@@ -19,9 +19,10 @@ def test_weights_ship_with_the_package(toy):
     folder = TM.toy_dir()
     assert folder.parts[-3:] == ("editrt", "data", "toy")
     man = TM.manifest()
-    assert set(man["models"]) == {"vqgan", "clip", "classifier"}
-    total = sum((folder / f).stat().st_size for f in TM.WEIGHT_FILES)
-    assert total < 20e6
+    assert set(man["models"]) == {"vqgan", "clip", "classifier", "stylegan2", "stylegan2_encoder", "stylegan2_stats",
+                                  "stylegan2_fs3", "stylegan2_corpus", "deltaedit_mapper"}
+    total = sum((folder / f).stat().st_size for f in TM.WEIGHT_FILES + TM.STYLE_FILES)
+    assert total < 25e6
     import hashlib
 
     for entry in man["models"].values():
@@ -77,8 +78,10 @@ def test_demo_runs(tmp_path, capsys):
     assert demo.run(tmp_path, steps=2) == 0
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["steps"] == 2 and report["classifier_before"][0][0] == "orange circle"
-    for name in ("input.png", "flexit_output.png", "comparison.png"):
+    for name in ("input.png", "flexit_output.png", "comparison.png", "global_output.png", "feu_output.png",
+                 "deltaedit_output.png", "inverted_output.png"):
         assert (tmp_path / name).is_file()
+    assert set(report["direction_methods"]) == {"inverted", "global", "feu", "deltaedit"}
     assert "classifier before" in capsys.readouterr().out
 
 

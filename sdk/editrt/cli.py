@@ -21,7 +21,8 @@ from .errors import EditrtError, InputError
 log = logging.getLogger("editrt")
 
 # Modules that add their own subcommands with add_subcommands(subparsers).
-_PLUGINS = ("editrt.cli_style", "editrt.engines.cli", "editrt.eval.cli", "editrt.serve.cli", "editrt.batch.cli")
+_PLUGINS = ("editrt.cli_style", "editrt.cli_train", "editrt.engines.cli", "editrt.eval.cli", "editrt.serve.cli",
+            "editrt.batch.cli")
 
 RANDOM_WEIGHTS_WARNING = (
     "NOTE: random weights were used. The pipeline ran for real, but random networks give no "

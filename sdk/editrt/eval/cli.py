@@ -2,6 +2,7 @@
 
     editrt evaluate --imagenet-root /data/imagenet --split test --method flexit -o runs/flexit
     editrt evaluate --toy --split test -o runs/toy            # offline, shipped toy models
+    editrt evaluate --toy --family stylespace -o runs/toy-style   # the direction methods + FlexIT (eval/stylespace.py)
 
 ImageNet needs: the validation images in wnid folders (``--imagenet-root``), training images for
 the reference statistics (``--imagenet-train``, default ROOT/train) or a statistics file
@@ -26,6 +27,10 @@ def add_subcommands(sub) -> None:
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--imagenet-root", type=Path, help="ImageNet validation images (wnid folders)")
     where.add_argument("--toy", action="store_true", help="the offline toy world with the shipped toy models")
+    p.add_argument("--family", choices=["flexit", "stylespace"], default="flexit",
+                   help="stylespace: the toy protocol of the StyleGAN2 direction methods beside FlexIT (--toy only)")
+    p.add_argument("--sources", choices=["generated", "inverted"], default="generated",
+                   help="stylespace: edit confident generator samples or the queries' inverted world images")
     p.add_argument("--imagenet-train", type=Path, help="ImageNet training images (default ROOT/train)")
     p.add_argument("--stats", type=Path, help="precomputed reference statistics (safetensors, as written to OUT)")
     p.add_argument("--stats-per-class", type=int, default=None,
@@ -84,6 +89,8 @@ def cmd_evaluate(args) -> int:
     out = args.output_dir
     out.mkdir(parents=True, exist_ok=True)
     check_output_path(out / "summary.png")  # writable folder, before any model loads
+    if args.family == "stylespace":
+        return _stylespace(args, out)
     world, run, per_class = build_evaluation(args)
     stats = None
     if args.stats:
@@ -139,6 +146,22 @@ def build_evaluation(args):
     if not run:
         raise InputError("nothing to evaluate: --method none and no baselines")
     return world, run, per_class
+
+
+def _stylespace(args, out: Path) -> int:
+    from ..toy.models import load_toy_style
+    from . import stylespace
+
+    if not args.toy:
+        raise InputError("--family stylespace runs on the toy world: add --toy")
+    summary = stylespace.evaluate_stylespace(
+        load_toy_style(device=args.device), out, split=args.split, limit=args.limit, sources=args.sources,
+        flexit=args.method == "flexit", flexit_steps=args.steps, seed=args.seed, progress=not args.no_progress)
+    print(f"editrt evaluate: toy StyleGAN2 world, split {summary['split']} ({summary['queries']} queries, settings "
+          f"selected on {summary['select_split']}), sources {summary['source_origins']}, {summary['seconds']:.0f} s")
+    print(stylespace.format_table(summary))
+    print(f"  summary  {out / stylespace.SUMMARY_FILE}\n  examples {out / stylespace.GRID_FILE}")
+    return 0
 
 
 def _toy_world(args):

@@ -132,6 +132,8 @@ STYLEGAN2_CONFIGS: dict[str, StyleGAN2Config] = {
     "horse-256": StyleGAN2Config(size=256),  # config-f LSUN horse
     # test-sized: 4x4..32x32, 64/64/32/16 channels, 8 W+ entries, 12 style layers
     "tiny": StyleGAN2Config(size=32, style_dim=64, n_mlp=2, channel_base=512, channel_max=64),
+    # the toy world's trained generator (editrt.toy.stylegan): 32 px, 64/64/64/32 channels, 4 mapping layers
+    "toy": StyleGAN2Config(size=32, style_dim=64, n_mlp=4, channel_base=1024, channel_max=64),
 }
 
 _ROSINALITY_HOWTO = ("Download {f} (rosinality/stylegan2-pytorch README links) or convert NVIDIA's TF "
@@ -140,6 +142,9 @@ for _ds, _f in (("ffhq-1024", "stylegan2-ffhq-config-f.pt"), ("church-256", "sty
                 ("cat-256", "stylegan2-cat-config-f.pt"), ("horse-256", "stylegan2-horse-config-f.pt")):
     register_known(KnownFile(key=f"stylegan2/{_ds}", store_path=f"stylegan2/{_f}", url=None,
                              how_to_get=_ROSINALITY_HOWTO.format(f=_f, ds=_ds.split("-")[0])))
+register_known(KnownFile(key="stylegan2/toy", store_path="stylegan2/toy.safetensors", url=None,
+                         how_to_get="the toy generator ships with editrt (editrt/data/toy/stylegan2_toy.safetensors; "
+                                    "retrain with scripts/train_toy.py --only stylegan2)"))
 for _ds in ("afhqdog", "afhqcat"):
     register_known(KnownFile(
         key=f"stylegan2/{_ds}-512", store_path=f"stylegan2/{_ds}.pkl",

@@ -1,7 +1,11 @@
-"""``editrt demo`` on the toy world: FlexIT turns an orange circle red with the shipped toy models.
+"""``editrt demo`` on the toy world: four methods turn an orange circle red with the shipped toy models.
 
-Writes ``input.png``, ``flexit_output.png``, ``comparison.png`` (before | after, enlarged) and
-``report.json`` (losses per step, time per step, the classifier's verdict before and after).
+FlexIT edits the 64 px world image directly; the three StyleGAN2 direction methods (StyleCLIP
+global directions, StyleCLIP-FEU, DeltaEdit) edit the toy generator's code of the same image,
+inverted by the toy encoder (32 px), each at the setting the toy protocol selected on its dev
+queries (:data:`STYLE_SETTINGS`). Writes ``input.png``, ``flexit_output.png``,
+``<method>_output.png``, ``comparison.png`` (labelled: input, FlexIT, the inversion, the three
+direction edits, each with the classifier's verdict) and ``report.json``.
 """
 
 from __future__ import annotations
@@ -15,6 +19,9 @@ import torch
 # A colour change the shipped toy models perform reliably (6/6 demo images; red -> blue: 0/6)
 SOURCE, TARGET = "orange circle", "red circle"
 DEMO_INDEX = 0  # the demo image: image 0 of the demo seed stream
+# Direction-method settings: the grid points `editrt evaluate --toy --family stylespace` selects on dev
+STYLE_SETTINGS = {"global": {"alpha": 8.0, "beta": 0.1}, "feu": {"alpha": 4.1, "beta": 0.15},
+                  "deltaedit": {"strength": 2.0}}
 
 
 def available() -> bool:
@@ -41,7 +48,59 @@ def verdict(classifier, image: torch.Tensor, k: int = 3) -> list[tuple[str, floa
     return [(world.CLASSES[int(i)], float(v)) for v, i in zip(top.values, top.indices)]
 
 
-def run(output_dir: str | Path, steps: int | None = None, seed: int = 0) -> int:
+def style_edits(image01: torch.Tensor, folder=None) -> dict:
+    """The three direction methods on one toy image [3, H, W] in [0, 1] (inverted by the toy encoder).
+
+    Returns {"inverted": [3, 32, 32], "global" | "feu" | "deltaedit": [3, 32, 32]} in [0, 1] and
+    "seconds": per method.
+    """
+    from ..config import DeltaEditConfig, FEUConfig, GlobalDirectionConfig
+    from ..methods.stylespace import FEU, DeltaEdit, GlobalDirection
+    from .models import load_toy_style
+
+    toy = load_toy_style(folder)
+    code = toy.invert(image01[None])
+    common = dict(generator=toy.generator, clip=toy.clip, fs3=toy.fs3, stats=toy.stats)
+    to01 = lambda t: ((t + 1) / 2).clamp(0, 1)  # noqa: E731
+    out, secs = {}, {}
+    with torch.no_grad():
+        out["inverted"] = to01(toy.generator.synthesize(code))[0]
+    editors = {
+        "global": lambda: GlobalDirection(config=GlobalDirectionConfig(generator="toy", clip_model="tiny"),
+                                          **common).edit(code, TARGET, SOURCE, **STYLE_SETTINGS["global"]),
+        "feu": lambda: FEU(config=FEUConfig(generator="toy", clip_model="tiny"), corpus=toy.corpus,
+                           **common).edit(code, TARGET, **STYLE_SETTINGS["feu"]),
+        "deltaedit": lambda: DeltaEdit(config=DeltaEditConfig(generator="toy", clip_model="tiny", mapper="toy"),
+                                       mapper=toy.mapper, **common).edit(code, TARGET, SOURCE,
+                                                                         **STYLE_SETTINGS["deltaedit"]),
+    }
+    for name, edit in editors.items():
+        t0 = time.perf_counter()
+        out[name] = to01(edit().images[0, 0])
+        secs[name] = time.perf_counter() - t0
+    out["seconds"] = secs
+    return out
+
+
+def labelled_row(images: list[torch.Tensor], labels: list[str], size: int = 128) -> torch.Tensor:
+    """Images [3, h, w] in [0, 1], each enlarged (nearest) to ``size`` with its label underneath."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    cells = []
+    for img, label in zip(images, labels):
+        big = torch.nn.functional.interpolate(img[None].clamp(0, 1), size=(size, size), mode="nearest")[0]
+        canvas = Image.new("RGB", (size + 4, size + 30), "white")
+        canvas.paste(Image.fromarray((big.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)), (2, 2))
+        draw = ImageDraw.Draw(canvas)
+        for k, line in enumerate(label.split("\n")[:2]):
+            draw.text((3, size + 4 + 12 * k), line, fill="black")
+        cells.append(torch.from_numpy(np.asarray(canvas).copy()).permute(2, 0, 1).float() / 255)
+    return torch.cat(cells, dim=2)
+
+
+def run(output_dir: str | Path, steps: int | None = None, seed: int = 0, style_folder=None) -> int:
+    """FlexIT plus (when their files ship, or are in ``style_folder``) the three direction methods."""
     from .. import imageio
     from ..methods.flexit import FlexIT
     from .models import TOY_FLEXIT, load_toy_models
@@ -60,16 +119,30 @@ def run(output_dir: str | Path, steps: int | None = None, seed: int = 0) -> int:
     paths = {"input": out / "input.png", "output": out / "flexit_output.png", "comparison": out / "comparison.png"}
     imageio.save_image(before_img, paths["input"])
     result.save(paths["output"])
-    pair = torch.cat([before_img, torch.ones(3, before_img.shape[1], 2), after_img.clamp(0, 1)], dim=2)
-    imageio.save_image(torch.nn.functional.interpolate(pair[None], scale_factor=4, mode="nearest")[0],
+    fmt = lambda v: ", ".join(f"{c} {p:.0%}" for c, p in v)  # noqa: E731
+    panels = [("input", before_img, before), ("FlexIT", after_img, after)]
+    style, style_report = {}, {}
+    from .models import style_available
+
+    if style_available(style_folder):
+        style = style_edits(image, style_folder)
+        names = {"inverted": "inverted (32 px)", "global": "StyleCLIP global", "feu": "StyleCLIP-FEU",
+                 "deltaedit": "DeltaEdit"}
+        for key, label in names.items():
+            v = verdict(models.classifier, style[key])
+            panels.append((label, style[key], v))
+            path = out / f"{key}_output.png"
+            imageio.save_image(style[key], path)
+            style_report[key] = {"classifier": v, "output": str(path), "seconds": style["seconds"].get(key),
+                                 "setting": STYLE_SETTINGS.get(key)}
+    imageio.save_image(labelled_row([p[1] for p in panels], [f"{p[0]}\n{p[2][0][0]} {p[2][0][1]:.0%}" for p in panels]),
                        paths["comparison"])
     report = result.report() | {
         "world": "toy", "random_weights": False, "model_load_seconds": load_s,
-        "classifier_before": before, "classifier_after": after,
+        "classifier_before": before, "classifier_after": after, "direction_methods": style_report,
         "history": result.history, **{k: str(v) for k, v in paths.items()}}
     imageio.atomic_write_bytes(out / "report.json", json.dumps(report, indent=2).encode())
     first, last = result.history[0], result.history[-1]
-    fmt = lambda v: ", ".join(f"{c} {p:.0%}" for c, p in v)  # noqa: E731
     print(f"editrt demo: FlexIT on the toy world, '{SOURCE}' -> '{TARGET}', {len(result.history)} steps "
           f"on {editor.device} (trained toy CLIP + VQGAN, shipped with editrt)")
     print(f"  classifier before: {fmt(before)}")
@@ -79,6 +152,9 @@ def run(output_dir: str | Path, steps: int | None = None, seed: int = 0) -> int:
           f"lpips {last['lpips'][0]:.4f}")
     print(f"  time per step (median) {report['seconds_per_step_median'] * 1000:.0f} ms, "
           f"total {report['seconds_total']:.1f} s, model load {load_s:.1f} s")
+    for key, r in style_report.items():
+        extra = f" ({r['seconds']:.1f} s)" if r["seconds"] is not None else ""
+        print(f"  {key:<10} {fmt(r['classifier'])}{extra}")
     for k, v in paths.items():
         print(f"  {k:<10} {v}")
     print(f"  report     {out / 'report.json'}")

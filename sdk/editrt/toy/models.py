@@ -5,6 +5,11 @@ Files (under ``editrt/data/toy/``, written by ``scripts/train_toy.py``):
 - ``clip_tiny.safetensors``: open_clip state_dict of CLIP ``tiny`` (fp16 storage, loaded as fp32)
 - ``vqgan_tiny.safetensors``: taming VQModel state_dict of VQGAN ``tiny`` (fp16 storage)
 - ``classifier.safetensors``: :class:`~editrt.toy.classifier.ToyClassifier` (fp32)
+- ``stylegan2_toy.safetensors`` + ``stylegan2_toy_encoder.safetensors``: the toy StyleGAN2 and its
+  encoder (:mod:`editrt.toy.stylegan`); ``stylegan2_toy_{stats,fs3,corpus}.safetensors`` and
+  ``deltaedit_toy.safetensors``: its channel statistics, relevance matrix, FEU corpus and Delta
+  Mapper, made by ``editrt relevance`` / ``editrt corpus build`` / ``editrt train deltaedit``
+  (``scripts/train_toy.py --only style-files``; the manifest records each command)
 - ``manifest.json``: training settings, seeds, held-out scores and the files' sha256
 
 LPIPS has no trained trunk in the toy world (its trunks are ImageNet networks, which cannot be
@@ -31,6 +36,15 @@ from ..errors import WeightsError
 CLIP_FILE = "clip_tiny.safetensors"
 VQGAN_FILE = "vqgan_tiny.safetensors"
 CLASSIFIER_FILE = "classifier.safetensors"
+# The StyleGAN2 family's toy world (editrt.toy.stylegan; the last four made with editrt's own commands,
+# see manifest.json "commands")
+STYLEGAN2_FILE = "stylegan2_toy.safetensors"  # StyleGAN2 "toy" state dict (rosinality keys, fp32)
+ENCODER_FILE = "stylegan2_toy_encoder.safetensors"  # ToyStyleEncoder (toy image -> z posterior)
+STATS_FILE = "stylegan2_toy_stats.safetensors"  # S channel statistics (editrt relevance)
+FS3_FILE = "stylegan2_toy_fs3.safetensors"  # relevance matrix with the toy CLIP (editrt relevance)
+CORPUS_FILE = "stylegan2_toy_corpus.safetensors"  # FEU corpus of generator samples (editrt corpus build)
+MAPPER_FILE = "deltaedit_toy.safetensors"  # Delta Mapper (editrt train deltaedit)
+STYLE_FILES = (STYLEGAN2_FILE, ENCODER_FILE, STATS_FILE, FS3_FILE, CORPUS_FILE, MAPPER_FILE)
 MANIFEST_FILE = "manifest.json"
 WEIGHT_FILES = (CLIP_FILE, VQGAN_FILE, CLASSIFIER_FILE)
 LPIPS_METRIC_SEED = 12  # random LPIPS-alex trunk of the protocol's LPIPS metric (FlexIT's is LPIPS "toy")
@@ -63,6 +77,68 @@ def weights_mapping(folder: str | Path | None = None) -> dict[str, str]:
         raise WeightsError(f"toy-world weights missing in {folder}: {', '.join(missing)}. "
                            "Train them with `python scripts/train_toy.py` (a few minutes on a CPU).")
     return {"clip/tiny": str(folder / CLIP_FILE), "vqgan/tiny": str(folder / VQGAN_FILE)}
+
+
+def style_weights_mapping(folder: str | Path | None = None) -> dict[str, str]:
+    """``weights=`` mapping of the toy generator and the toy CLIP (StyleGAN2 ``toy``, CLIP ``tiny``)."""
+    folder = Path(folder) if folder else toy_dir()
+    missing = [f for f in (STYLEGAN2_FILE, CLIP_FILE) if not (folder / f).is_file()]
+    if missing:
+        raise WeightsError(f"toy-world weights missing in {folder}: {', '.join(missing)}. Train them with "
+                           "`python scripts/train_toy.py --only clip` / `--only stylegan2`.")
+    return {"stylegan2/toy": str(folder / STYLEGAN2_FILE), "clip/tiny": str(folder / CLIP_FILE)}
+
+
+def style_available(folder: str | Path | None = None) -> bool:
+    folder = Path(folder) if folder else toy_dir()
+    return available(folder) and all((folder / f).is_file() for f in STYLE_FILES)
+
+
+@dataclasses.dataclass
+class ToyStyleWorld:
+    """The StyleGAN2 family's toy world: generator, its encoder, CLIP, the judges and the
+    precomputed files every direction method needs (paths, loaded by the methods themselves)."""
+
+    generator: torch.nn.Module  # StyleGAN2 "toy" (32 px)
+    encoder: torch.nn.Module  # ToyStyleEncoder (inversion of toy images)
+    clip: torch.nn.Module  # ClipNet of the trained tiny CLIP
+    classifier: torch.nn.Module
+    lpips_metric: torch.nn.Module
+    mapper: torch.nn.Module  # trained Delta Mapper of the toy generator's S layout
+    stats: Path
+    fs3: Path
+    corpus: Path
+
+    def invert(self, images01: torch.Tensor):
+        """Toy images [B, 3, H, W] in [0, 1] -> StyleCodes (encoder posterior mean, through the mapping)."""
+        return self.generator.styles_from_w(self.encoder.invert(self.generator, images01))
+
+
+def load_toy_style(folder: str | Path | None = None, device: str | torch.device = "cpu") -> ToyStyleWorld:
+    """Load the shipped (or ``folder``'s) StyleGAN2 toy world; a clear WeightsError when absent."""
+    from .. import weights as W
+    from ..methods.stylespace.deltaedit_training import load_trained_mapper
+    from ..models.clip import load_clip
+    from ..models.lpips import load_lpips
+    from ..models.stylegan2 import StyleGAN2
+    from .stylegan import ToyStyleEncoder
+
+    folder = Path(folder) if folder else toy_dir()
+    missing = [f for f in (*WEIGHT_FILES, *STYLE_FILES) if not (folder / f).is_file()]
+    if missing:
+        raise WeightsError(f"toy-world files missing in {folder}: {', '.join(missing)}. Make them with "
+                           "`python scripts/train_toy.py --only stylegan2` and the commands in its manifest.")
+    mapping = style_weights_mapping(folder)
+    G = StyleGAN2.load("toy", weights=mapping, device=device)
+    encoder = ToyStyleEncoder(G.style_dim)
+    W.load_into(encoder, W.load_checkpoint(folder / ENCODER_FILE), what=f"toy encoder ({folder / ENCODER_FILE})")
+    return ToyStyleWorld(
+        generator=G, encoder=encoder.eval().requires_grad_(False).to(device),
+        clip=load_clip("tiny", weights=mapping, device=device),
+        classifier=load_classifier(folder / CLASSIFIER_FILE, device=device),
+        lpips_metric=load_lpips("alex", random_init=True, seed=LPIPS_METRIC_SEED, device=device),
+        mapper=load_trained_mapper(folder / MAPPER_FILE, device=device)[0],
+        stats=folder / STATS_FILE, fs3=folder / FS3_FILE, corpus=folder / CORPUS_FILE)
 
 
 @dataclasses.dataclass
@@ -105,5 +181,6 @@ def load_toy_models(folder: str | Path | None = None, device: str | torch.device
         lpips_metric=load_lpips("alex", random_init=True, seed=LPIPS_METRIC_SEED, device=device))
 
 
-__all__ = ["TOY_FLEXIT", "ToyModels", "load_toy_models", "load_classifier", "available", "manifest",
+__all__ = ["TOY_FLEXIT", "ToyModels", "ToyStyleWorld", "load_toy_style", "style_weights_mapping",
+           "style_available", "STYLE_FILES", "load_toy_models", "load_classifier", "available", "manifest",
            "weights_mapping", "toy_dir", "WEIGHT_FILES"]

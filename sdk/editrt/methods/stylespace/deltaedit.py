@@ -98,7 +98,10 @@ class DeltaEdit(StyleEditor):
             raise WeightsError(
                 f"Delta Mapper {config.mapper} expects {mc.s_dim} conv style channels and a {mc.clip_dim}-d "
                 f"condition; the generator has {self.generator.layout.conv_total} and CLIP {self.clip.name} "
-                f"gives {2 * self.clip.embed_dim}: the mapper belongs to another generator or CLIP model")
+                f"gives {2 * self.clip.embed_dim}: the mapper belongs to another generator or CLIP model. A "
+                f"mapper reads and writes one generator's style channels, so the FFHQ 1024 mapper cannot be "
+                f"padded onto another layout (channel k of another generator means something else); train "
+                f"one for this generator with `editrt train deltaedit` and pass it as mapper=")
         self.mapper = mapper.to(self.device)
         if self.stages is not None:
             if injected_mapper:
