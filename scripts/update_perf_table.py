@@ -95,6 +95,35 @@ def _section_ops(doc: dict[str, Any]) -> list[str]:
     return out
 
 
+def _section_batch(doc: dict[str, Any]) -> list[str]:
+    rows = _ok(doc, "batch")
+    if not rows:
+        return []
+    out = ["", "Per-image time by batch size (ratio: batch-1 time per image / this row's; below 1 = slower per image):",
+           "", "| what | call | per image | ratio |", "|---|---|---|---|"]
+    for r in rows:
+        out.append(f"| {r['group']} | {r['name']} | {_ms(harness.per_item_ms(r))} | {_x(r.get('ratio'))} |")
+    return out
+
+
+def _section_findings(doc: dict[str, Any]) -> list[str]:
+    findings = doc.get("findings") or {}
+    out = []
+    drift = findings.get("drift") or []
+    if drift:
+        out += ["", "FlexIT trajectories against fp32 from the same start, seed and views (image in [0, 1] units):", "",
+                "| config | variant | steps | final image mean abs | max abs | PSNR | final loss diff |",
+                "|---|---|---|---|---|---|---|"]
+        for d in drift:
+            out.append(f"| {d['flexit']} | {d['name']} | {d['steps']} | {d['final_image_mean_abs']:.2e} | "
+                       f"{d['final_image_max_abs']:.2e} | {d['final_image_psnr_db']:.1f} dB | {d['loss_abs_diff']:.2e} |")
+    text = findings.get("text_encoding")
+    if text:
+        out += ["", f"Template embeddings of the trimmed encoding vs the reference ({text['clip']}): max abs "
+                    f"difference {text['max_abs_diff_vs_reference']:.1e}."]
+    return out
+
+
 def _section_serve(doc: dict[str, Any]) -> list[str]:
     rows = _ok(doc, "serve")
     if not rows:
@@ -133,7 +162,8 @@ def render(results_dir: Path) -> str:
                       f"{env.get('created')}."]
         if env.get("note"):
             lines.append(f"Note: {env['note']}")
-        for section in (_section_flexit, _section_edits, _section_networks, _section_ops, _section_serve):
+        for section in (_section_flexit, _section_findings, _section_edits, _section_networks, _section_ops,
+                        _section_serve, _section_batch):
             lines += section(doc)
         flagged = sum(1 for r in doc["results"] if r.get("high_variance"))
         if flagged:

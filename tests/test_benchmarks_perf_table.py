@@ -64,3 +64,20 @@ def test_missing_markers_are_an_error(tmp_path):
 
 def test_no_results_gives_a_hint(tmp_path):
     assert "No benchmark results yet" in upt.render(tmp_path)
+
+
+def test_batch_rows_and_findings_are_rendered(tmp_path):
+    rows = [harness.row_from_timing(_timing(800.0), suite="batch", group="synthesis ffhq-256 per image",
+                                    name="B=1 one call", items=1, batch=1),
+            harness.row_from_timing(_timing(8480.0), suite="batch", group="synthesis ffhq-256 per image",
+                                    name="B=8 one call", items=8, batch=8, baseline="B=1 one call")]
+    doc = harness.make_document(rows, environment={"cpu_model": "x"}, settings={"preset": "paper", "device": "cpu"})
+    doc["findings"] = {"drift": [{"flexit": "paper, 8 views per net", "name": "editrt bf16 vs editrt fp32", "steps": 3,
+                                  "final_image_mean_abs": 0.002, "final_image_max_abs": 0.05,
+                                  "final_image_psnr_db": 45.0, "loss_abs_diff": 1e-3}],
+                       "text_encoding": {"clip": "ViT-B-32", "max_abs_diff_vs_reference": 3e-7}}
+    harness.write_json(doc, tmp_path / "cpu-paper.json")
+    block = upt.render(tmp_path)
+    assert "| synthesis ffhq-256 per image | B=8 one call | 1.06 s | 0.75× |" in block
+    assert "| paper, 8 views per net | editrt bf16 vs editrt fp32 | 3 | 2.00e-03 | 5.00e-02 | 45.0 dB | 1.00e-03 |" in block
+    assert "(ViT-B-32): max abs difference 3.0e-07" in block

@@ -28,9 +28,10 @@ class FakeClip:
         self.vectors = vectors
         self.prompts: list[str] = []
 
-    def tokenize(self, prompts):
-        self.prompts = list(prompts)
-        return torch.arange(len(self.prompts))
+    def tokenize(self, prompts):  # ids index every prompt tokenized so far
+        start = len(self.prompts)
+        self.prompts += list(prompts)
+        return torch.arange(start, len(self.prompts))
 
     def encode_text(self, tokens):
         out = []

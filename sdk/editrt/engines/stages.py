@@ -297,6 +297,9 @@ class EngineClip(_Proxy):
     """A ClipNet whose ``encode_text`` / ``encode_image`` (and the embed_* helpers) run in engines."""
 
     def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
+        ctx = self.wrapped.context_length
+        if tokens.shape[1] < ctx:  # trimmed ids (clip.trim_padding): the graph takes ctx columns
+            tokens = F.pad(tokens, (0, ctx - tokens.shape[1]))
         return self.stages.encode_text(self.wrapped, tokens.to(self.wrapped.mean.device))
 
     def encode_image(self, x: torch.Tensor) -> torch.Tensor:

@@ -135,6 +135,11 @@ class FlexIT:
         allow_pickle: allow checkpoints that need full unpickling (trusted files only).
     """
 
+    # Backpropagate each loss term to the decoded image as soon as it is computed (see
+    # _losses_and_grad): same gradient, lower peak memory. False: one backward of the whole
+    # loss (the benchmarks' "before"; always so when compiled or with exact_reference).
+    per_network_backward: bool = True
+
     def __init__(self, config: FlexITConfig | None = None, *, device: str | torch.device = "cpu",
                  weights=None, random_init: bool = False, seed: int = 0, download: bool = False,
                  allow_pickle: bool = False, models: Mapping[str, Any] | None = None,
@@ -165,7 +170,7 @@ class FlexIT:
     # -- speed switches --------------------------------------------------------------------------
     def _setup_speed(self) -> None:
         cfg, cuda = self.config, self.device.type == "cuda"
-        amp = {"auto": "bf16" if cuda else "off"}.get(cfg.autocast, cfg.autocast)
+        amp = resolve_autocast(cfg.autocast, self.device)
         self._amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
         if cfg.channels_last == "on" or (cfg.channels_last == "auto" and cuda):
             for m in (self.clip, self.vqgan, self.lpips):
@@ -304,6 +309,55 @@ class FlexIT:
                    "sim_source": sim_source, "sim_target": sim_target}
         return loss, {**metrics, "image": image}
 
+    def _losses_and_grad(self, z: torch.Tensor, tg: Targets, view_inputs: list,
+                         noise: torch.Tensor | None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """The losses of :meth:`_losses` and d(sum of losses)/dz, one network's graph at a time.
+
+        Backpropagating the whole loss at once keeps every CLIP net's activations (n_augment
+        views each) alive together with the decoder's. Here each term (LPIPS, then each CLIP
+        net) is backpropagated to the decoded image as soon as it is computed and its graph
+        freed; the summed image gradient then goes through the decoder once. Same gradient
+        (chain rule, up to float summation order), same work, and the peak holds the decoder's
+        graph plus one network's instead of all of them.
+        """
+        from .. import ops
+
+        cfg = self.config
+        b, n_nets = z.shape[0], len(self.clip)
+        if noise is None:
+            latent = ops.l21_norm(z, tg.z0).float() / tg.z0_l21
+        else:  # the reference's 'l1l2' form, as in _losses
+            latent = _l1l2(z - tg.z0 + noise) / _l1l2(tg.z0)
+        with self._autocast():
+            decoded = self.vqgan.decode_clamped(z)
+        image = decoded.detach().requires_grad_(True)
+        with self._autocast():
+            lp = self.lpips.distance(image, tg.lpips_target).float()
+        (image_grad,) = torch.autograd.grad((cfg.lpips_weight * lp).sum(), image)
+        image_grad = image_grad.float()
+        clip_terms, sim_s, sim_t = [], [], []
+        for net, point, es, et, vin in zip(self.clip, tg.points, tg.text_source, tg.text_target, view_inputs):
+            with self._autocast():
+                views = net.normalize(self._views(net, image, vin))
+                emb = F.normalize(net.encode_image(views).float(), dim=-1)
+            pred = emb.view(b, max(cfg.n_augment, 1), -1).mean(1)  # mean of normalised views, not renormalised
+            term = (pred * point).sum(-1)
+            (g,) = torch.autograd.grad(-term.sum() / n_nets, image)
+            image_grad += g.float()
+            clip_terms.append(term.detach())
+            sim_s.append((pred * es).sum(-1).detach())
+            sim_t.append((pred * et).sum(-1).detach())
+        outputs, grads = [(cfg.latent_weight * latent).sum()], [None]
+        if decoded.requires_grad:  # (a decoder replaced by a constant in tests does not)
+            outputs.append(decoded)
+            grads.append(image_grad.to(decoded.dtype))
+        (grad,) = torch.autograd.grad(outputs, z, grad_outputs=grads)
+        clip = -torch.stack(clip_terms).mean(0)
+        loss = clip + cfg.lpips_weight * lp.detach() + cfg.latent_weight * latent.detach()
+        metrics = {"loss": loss, "clip": clip, "lpips": lp.detach(), "latent": latent.detach(),
+                   "sim_source": torch.stack(sim_s).mean(0), "sim_target": torch.stack(sim_t).mean(0)}
+        return {**metrics, "image": decoded.detach()}, grad
+
     def step(self, state: FlexITState) -> FlexITState:
         """One FlexIT step: losses at ``state.z``, normalised gradient, and the next latent."""
         cfg, tg = self.config, state.targets
@@ -315,8 +369,12 @@ class FlexIT:
         from .. import ops
 
         with ops.use_kernels(cfg.use_kernels):
-            loss, out = self._loss_fn(z, tg, self._view_inputs(z.shape[0], gen), noise)
-            (grad,) = torch.autograd.grad(loss.sum(), z)
+            views = self._view_inputs(z.shape[0], gen)
+            if cfg.compile == "off" and self.per_network_backward and not cfg.exact_reference:
+                out, grad = self._losses_and_grad(z, tg, views, noise)
+            else:  # one graph for the whole loss (what torch.compile captures)
+                loss, out = self._loss_fn(z, tg, views, noise)
+                (grad,) = torch.autograd.grad(loss.sum(), z)
         for name in ("clip", "lpips", "latent"):
             _check_finite(out[name], f"the {name} loss at step {state.step}")
         _check_finite(grad, f"the gradient at step {state.step}")
@@ -343,20 +401,40 @@ class FlexIT:
     def edit(self, image, source: str | Sequence[str], target: str | Sequence[str], *,
              steps: int | None = None, seed: int | None = 0, snapshots: Sequence[int] | None = None,
              callback: Callable[[FlexITState], bool | None] | None = None,
-             progress: bool = False) -> EditResult:
+             progress: bool = False, batch_size: int | None = None) -> EditResult:
         """Edit one image (path, PIL, array, tensor) or a list of them.
 
         ``source``/``target`` are one text each, or one per image. ``callback(state)`` runs after
         every step; returning True stops early. The result holds the decode after the last
         update, the per-step history and the decodes at ``snapshots`` steps.
+
+        ``batch_size``: images optimised together (default :func:`default_batch_size`: 1 on CPU
+        at 256 px and above, where a joint batch is slower per image than one image at a time).
+        Chunks run one after the other with the same ``seed``, so on CPU each image's result
+        equals its own single-image edit. With a ``callback`` the whole batch runs as one, so
+        the callback sees every image.
         """
         steps = self.config.steps if steps is None else int(steps)
         if steps < 0:
             raise InputError(f"steps must be >= 0, got {steps}")
+        if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+            raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
+        images = self.load_images(image)
+        n = images.shape[0]
+        sources = _broadcast_texts(source, n, "source")
+        targets = _broadcast_texts(target, n, "target")
+        chunk = n if callback is not None else \
+            min(n, batch_size or default_batch_size(self.device, self.config.image_size) or n)
+        parts = [self._edit_batch(images[i:i + chunk], sources[i:i + chunk], targets[i:i + chunk], steps=steps,
+                                  seed=seed, snapshots=snapshots, callback=callback, progress=progress)
+                 for i in range(0, n, chunk)]
+        return parts[0] if len(parts) == 1 else _concat_results(parts)
+
+    def _edit_batch(self, images: torch.Tensor, sources: list[str], targets: list[str], *, steps: int, seed: int | None,
+                    snapshots: Sequence[int] | None, callback, progress: bool) -> EditResult:
+        """One jointly optimised batch: images [B, 3, S, S] in [0, 1], one text pair per image."""
         snap_steps = set(self.config.snapshot_steps if snapshots is None else snapshots)
-        state = self.prepare(image, source, target, seed=seed)
-        sources = _broadcast_texts(source, state.z.shape[0], "source")
-        targets = _broadcast_texts(target, state.z.shape[0], "target")
+        state = self.prepare(images, sources, targets, seed=seed)
         history, snaps, times = [], {}, []
         if 0 in snap_steps:
             snaps[0] = self.decode(state.z).cpu()
@@ -385,6 +463,57 @@ class FlexIT:
                           config=self.config, step_seconds=times, sources=sources, targets=targets)
 
 
+def default_batch_size(device: torch.device | str, image_size: int = 288) -> int | None:
+    """Images per jointly optimised FlexIT batch: None (the whole batch) except on CPU at 256 px
+    and above, where it is 1.
+
+    At the paper configuration on a 2-core CPU a joint batch of 2 ran at 0.78-0.84x the per-image
+    speed of batch 1 and needed 13.3 GB instead of 8.1 GB: one 288 px image already saturates the
+    CPU. The tiny 64 px preset does gain from joint batches (benchmarks/cpu_paper.py batch).
+    """
+    return 1 if torch.device(device).type == "cpu" and image_size >= 256 else None
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether oneDNN runs bf16 matmuls/convolutions natively here (AVX512-BF16 or AMX)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()) and \
+            torch.backends.cpu.get_cpu_capability() in ("AVX512", "AMX")
+    except (AttributeError, RuntimeError):
+        return False
+
+
+# ``autocast="auto"`` on a CPU with native bf16. At the paper configuration (benchmarks/
+# cpu_paper.py flexit) a bf16 trajectory differed from fp32 by 0.014 mean abs after 2 steps and
+# the gap was growing: above CPU_BF16_DRIFT_BOUND, so fp32 (bf16 made the step ~3x faster).
+CPU_AUTO_AUTOCAST = "off"
+# Largest mean absolute pixel difference (in [0, 1] units) between a bf16 and an fp32 edit that
+# ``auto`` accepts: about one 8-bit grey level.
+CPU_BF16_DRIFT_BOUND = 1.0 / 255
+
+
+def resolve_autocast(mode: str, device: torch.device | str) -> str:
+    """``FlexITConfig.autocast`` -> "off" | "bf16" | "fp16" on ``device``.
+
+    ``auto``: bf16 on CUDA; on CPU :data:`CPU_AUTO_AUTOCAST` when :func:`cpu_has_native_bf16`,
+    else off (emulated bf16 is slower than fp32).
+    """
+    if mode != "auto":
+        return mode
+    if torch.device(device).type == "cuda":
+        return "bf16"
+    return CPU_AUTO_AUTOCAST if cpu_has_native_bf16() else "off"
+
+
+def _concat_results(parts: list[EditResult]) -> EditResult:
+    """Chunks of one edit (same steps, no callback) -> one result in input order."""
+    history = [{k: [v for p in parts for v in p.history[i][k]] for k in parts[0].history[i]}
+               for i in range(len(parts[0].history))]
+    snaps = {k: torch.cat([p.snapshots[k] for p in parts]) for k in parts[0].snapshots}
+    return EditResult(images=torch.cat([p.images for p in parts]), history=history, snapshots=snaps,
+                      config=parts[0].config,
+                      step_seconds=[sum(ts) for ts in zip(*(p.step_seconds for p in parts))],
+                      sources=[t for p in parts for t in p.sources], targets=[t for p in parts for t in p.targets])
 def _l1l2(x: torch.Tensor) -> torch.Tensor:
     """[B, C, h, w] -> [B]: the reference's ``x.pow(2).sum(1).sqrt().sum()`` per image (its
     gradient is NaN where a position of x is exactly 0, hence the noise)."""
@@ -398,6 +527,8 @@ def _mul_sum_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def _dot_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Row-wise ``a[i] @ b[i]`` (torch.dot, the reference's ``pred @ tgt``) -> [B]."""
     return torch.stack([x @ y for x, y in zip(a, b)])
+
+
 
 
 def _broadcast_texts(texts: str | Sequence[str], n: int, what: str) -> list[str]:
@@ -427,4 +558,5 @@ def _progress(total: int, enabled: bool):
     return tqdm(total=total, desc="flexit", unit="step", leave=False)
 
 
-__all__ = ["FlexIT", "FlexITConfig", "FlexITState", "Targets", "EditResult"]
+__all__ = ["FlexIT", "FlexITConfig", "FlexITState", "Targets", "EditResult", "default_batch_size",
+           "resolve_autocast", "cpu_has_native_bf16"]

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from ...errors import InputError, NumericalError
+from ...models.clip import trim_padding
 
 if TYPE_CHECKING:  # pragma: no cover
     from ...models.clip import ClipNet
@@ -64,8 +65,10 @@ def template_embeddings(clip: "ClipNet", classnames: Sequence[str],
     """``zeroshot_classifier``: per class, normalise each templated prompt's embedding, average,
     normalise. Returns float32 [N, D] unit rows (on CPU).
 
-    Encoding 79 prompts per class dominates a direction edit, so results are kept in a small
-    LRU cache per CLIP model (frozen weights): a repeated neutral or target text costs nothing.
+    Encoding 79 prompts per class dominates a direction edit with a new prompt. Each class is
+    one batch trimmed to its longest templated prompt (:func:`~editrt.models.clip.trim_padding`:
+    ~15 of 77 tokens, same embeddings), and results are kept in a small LRU cache per CLIP
+    model (frozen weights): a repeated neutral or target text costs nothing.
     """
     if isinstance(classnames, str):
         classnames = [classnames]
@@ -76,12 +79,10 @@ def template_embeddings(clip: "ClipNet", classnames: Sequence[str],
     key_of = {c: (c, tuple(templates)) for c in classnames}
     missing = list(dict.fromkeys(c for c in classnames if key_of[c] not in cache))
     if missing:
-        prompts = [t.format(c) for c in missing for t in templates]
-        tokens = clip.tokenize(prompts)
-        emb = F.normalize(clip.encode_text(tokens).float(), dim=-1).cpu()
-        emb = F.normalize(emb.view(len(missing), len(templates), -1).mean(dim=1), dim=-1)
-        for c, e in zip(missing, emb):
-            cache[key_of[c]] = e
+        for c in missing:  # one batch per class: its templates have similar lengths
+            tokens = trim_padding(clip.tokenize([t.format(c) for t in templates]))
+            emb = F.normalize(clip.encode_text(tokens).float(), dim=-1).cpu()
+            cache[key_of[c]] = F.normalize(emb.mean(dim=0), dim=-1)
     for c in classnames:
         cache.move_to_end(key_of[c])
     out = torch.stack([cache[key_of[c]] for c in classnames])

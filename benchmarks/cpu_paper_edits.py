@@ -1,0 +1,259 @@
+"""Direction edits and batch scaling for benchmarks/cpu_paper.py (sections ``edits`` and ``batch``).
+
+Direction edits reuse the stage-by-stage editrt and reference loops of benchmarks/style_edits.py
+on one shared generator and CLIP model (seeded random weights; the relevance matrix, channel
+statistics and FEU corpus are random too: their values do not change the timings). Variants,
+interleaved per round: the reference loop (always encodes its prompts), editrt with a new prompt
+(text cache cleared before every call) and editrt with a cached prompt, in torch and, with
+``--ort``, with onnxruntime synthesis.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+
+import harness
+import style_edits
+
+ONE_SHOT = harness.Budget(warmup=0, warmup_s=0.0, min_reps=1, max_reps=1, min_time_s=0.0)
+
+
+def _shared_networks(preset: str, device: torch.device):
+    from editrt.models.clip import load_clip
+    from editrt.models.stylegan2 import StyleGAN2
+
+    cfg = style_edits._config("global", preset)
+    return (StyleGAN2.load(cfg.generator, random_init=True, seed=0, device=device),
+            load_clip(cfg.clip_model, random_init=True, seed=0, device=device))
+
+
+def build_editor(method: str, preset: str, generator, clip, device: torch.device, backend: str = "torch"):
+    """A paper-config editor on the shared random networks, with random fs3 / stats / corpus."""
+    from editrt.methods.stylespace.corpus import CorpusIndex
+
+    cls, reason = style_edits._import_method(method)
+    if cls is None:
+        raise RuntimeError(reason)
+    cfg = style_edits._config(method, preset)
+    if hasattr(cfg, "stats_samples"):
+        cfg = cfg.replace(stats_samples=512)  # mapping samples for code_std; 100k only costs time here
+    if method == "deltaedit":
+        cfg = cfg.replace(threshold=0.0)  # random CLIP texts give a tiny |dt|: keep every channel
+    gen = torch.Generator().manual_seed(1)
+    fs3 = F.normalize(torch.randn(generator.layout.conv_total, clip.embed_dim, generator=gen), dim=1)
+    kw: dict[str, Any] = {}
+    if method == "feu":
+        n = max(4 * cfg.k, 256)
+        kw["corpus"] = CorpusIndex(embeddings=F.normalize(torch.randn(n, clip.embed_dim, generator=gen), dim=1),
+                                   clip_model=clip.name, items=[f"seed:{i}" for i in range(n)],
+                                   provenance={"random": True})
+    return cls(generator=generator, clip=clip, config=cfg, random_init=True, seed=0, device=device, fs3=fs3,
+               backend=backend, **kw)
+
+
+def _clear_text_cache() -> None:
+    from editrt.methods.stylespace import text
+
+    text._TEMPLATE_CACHE.clear()
+
+
+def edit_variants(method: str, ed, ed_ort, code, alpha: float) -> dict[str, Callable]:
+    """name -> staged callable(mark) of one whole edit."""
+    ref = style_edits._reference_fn(method, ed, code, alpha)
+    mine = style_edits._editrt_fn(method, ed, code, alpha)
+
+    def new_prompt(mark):
+        _clear_text_cache()
+        return mine(mark)
+    out = {"reference": ref, "editrt torch, new prompt": new_prompt, "editrt torch, cached prompt": mine}
+    if ed_ort is not None:
+        out["editrt onnxruntime, cached prompt"] = style_edits._editrt_fn(method, ed_ort, code, alpha)
+    return out
+
+
+def run_edits(method: str, batch: int, generator, clip, args, progress, device) -> list[dict]:
+    ed = build_editor(method, args.preset, generator, clip, device)
+    ed_ort = None
+    if args.ort:
+        progress(f"edits: {method} onnxruntime engines (export on first use)")
+        ed_ort = build_editor(method, args.preset, generator, clip, device, backend="onnxruntime")
+        ed_ort._fs3, ed_ort._stats = ed.fs3, ed.stats
+    code = ed.codes_from_seeds(list(range(batch)))
+    alpha = float(getattr(ed.config, "alpha", getattr(ed.config, "strength", 1.0)))
+    _ = ed.fs3, ed.stats
+    fns = edit_variants(method, ed, ed_ort, code, alpha)
+    # warm the caches a cached-prompt run relies on (and the ORT session) outside the timing
+    for name in [n for n in fns if "cached" in n]:
+        progress(f"edits: {method} B={batch} warm {name}")
+        harness.measure_stages(fns[name], budget=ONE_SHOT, device=device)
+    totals: dict[str, list[float]] = {k: [] for k in fns}
+    stages: dict[str, dict[str, list[float]]] = {k: {} for k in fns}
+    peaks: dict[str, int] = {k: 0 for k in fns}
+    for r in range(args.rounds):
+        for name, fn in fns.items():
+            progress(f"edits: {method} B={batch} round {r + 1}/{args.rounds}: {name}")
+            staged = harness.measure_stages(fn, budget=ONE_SHOT, device=device)
+            totals[name] += staged.total.wall_ms
+            peaks[name] = max(peaks[name], staged.total.peak_rss_bytes or 0)
+            for stage, ms in staged.stages.items():
+                stages[name].setdefault(stage, []).extend(ms)
+    group = f"{method} {args.preset} edit (B={batch}, 1 alpha)"
+    rows = []
+    for name in fns:
+        backend = "onnxruntime" if "onnxruntime" in name else "torch"
+        common = dict(suite="edits", device=device, backend=backend, precision="fp32", batch=batch, variant=name)
+        t = harness.Timing(wall_ms=totals[name], device_ms=None, warmup_calls=0, peak_cuda_bytes=None,
+                           peak_rss_bytes=peaks[name] or None)
+        rows.append(harness.row_from_timing(t, group=group, name=name, items=batch,
+                                            baseline=None if name == "reference" else "reference", **common))
+        for stage, ms in stages[name].items():
+            st = harness.Timing(wall_ms=ms, device_ms=None, warmup_calls=0, peak_cuda_bytes=None, peak_rss_bytes=None)
+            rows.append(harness.row_from_timing(st, group=group, name=f"{name} | {stage}", stage=stage,
+                                                items=batch, **common))
+    return rows
+
+
+def edits_section(args, progress) -> tuple[list[dict], dict[str, Any]]:
+    device = torch.device(args.device)
+    progress(f"edits: building the {args.preset} generator and CLIP (random weights)")
+    generator, clip = _shared_networks(args.preset, device)
+    rows = []
+    for spec in args.edit_runs:
+        method, batch = spec.split(":")
+        try:
+            rows += run_edits(method, int(batch), generator, clip, args, progress, device)
+        except Exception as exc:  # noqa: BLE001 - one failing method must not sink the run
+            rows.append(harness.skipped_row(suite="edits", group=f"{method} {args.preset} edit (B={batch}, 1 alpha)",
+                                            name="editrt", status="error", reason=f"{type(exc).__name__}: {exc}"))
+    return rows, {}
+
+
+# -- text encoding of a new prompt pair ----------------------------------------------------------
+
+def text_section(args, progress) -> tuple[list[dict], dict[str, Any]]:
+    """2 x 79 templated prompts of a new (target, neutral) pair: the reference's
+    ``zeroshot_classifier`` (one 77-token batch per class) against ``template_embeddings`` (cache
+    cleared: one batch per class, trimmed to its longest prompt), interleaved; plus their
+    agreement."""
+    import cpu_paper
+    from editrt.methods.stylespace import template_embeddings
+    from editrt.models.clip import load_clip
+
+    device = torch.device(args.device)
+    cfg = style_edits._config("global", args.preset)
+    clip = load_clip(cfg.clip_model, random_init=True, seed=0, device=device).eval()
+    pair = ["smiling face", "face"]
+
+    def editrt_new():
+        _clear_text_cache()
+        return template_embeddings(clip, pair)
+    fns = {"reference (one 77-token batch per class)": lambda: style_edits._classifier_per_class(clip, pair),
+           "editrt torch (trimmed, one batch per class)": editrt_new}
+    timings = cpu_paper.interleaved(fns, args.rounds, warmup=1, progress=progress)
+    first = next(iter(fns))
+    group = f"text encoding {args.preset} ({clip.name}, 2 x 79 prompts, new pair)"
+    rows = [harness.row_from_timing(t, suite="edits", group=group, name=name, items=1, device=device,
+                                    backend="torch", precision="fp32", baseline=None if name == first else first)
+            for name, t in timings.items()]
+    with torch.no_grad():
+        diff = float((fns[first]() - editrt_new()).abs().max())
+    return rows, {"text_encoding": {"clip": clip.name, "max_abs_diff_vs_reference": diff}}
+
+
+# -- batch scaling --------------------------------------------------------------------------------
+
+def _per_image_rows(group: str, fns: dict[str, tuple[int, Callable]], rounds: int, progress, **fields) -> list[dict]:
+    """Interleaved: name -> (images per call, fn). The baseline is the first entry (batch 1)."""
+    import cpu_paper
+
+    timings = cpu_paper.interleaved({k: f for k, (_, f) in fns.items()}, rounds, warmup=1, progress=progress)
+    first = next(iter(fns))
+    return [harness.row_from_timing(t, suite="batch", group=group, name=name, items=fns[name][0],
+                                    batch=fns[name][0], baseline=None if name == first else first, **fields)
+            for name, t in timings.items()]
+
+
+def synthesis_batch_rows(generator_name: str, batches, rounds: int, progress) -> list[dict]:
+    from editrt.methods.stylespace import default_batch
+    from editrt.methods.stylespace.editor import StyleEditor
+    from editrt.models.stylegan2 import StyleGAN2
+
+    g = StyleGAN2.load(generator_name, random_init=True, seed=0)
+    codes = {b: g.styles_from_w(g.mapping(torch.randn(b, g.style_dim, generator=torch.Generator().manual_seed(b))))
+             for b in batches}
+    chunk = default_batch(g)
+    editor = StyleEditor.__new__(StyleEditor)  # just its chunked synthesize(), no CLIP needed
+    editor.generator = g
+    fns: dict[str, tuple[int, Callable]] = {}
+    for b in batches:
+        fns[f"B={b} one call"] = (b, lambda c=codes[b]: torch.no_grad()(g.synthesize)(c))
+    for b in batches:
+        if b > chunk:
+            fns[f"B={b} default chunks of {chunk}"] = (b, lambda c=codes[b]: editor.synthesize(c))
+    return _per_image_rows(f"synthesis {generator_name} per image", fns, rounds, progress, backend="torch",
+                           precision="fp32", note=f"default_batch on this CPU: {chunk}")
+
+
+def flexit_batch_rows(preset: str, batches, rounds: int, progress) -> list[dict]:
+    import flexit_loop
+    from editrt.config import FlexITConfig
+    from editrt.methods.flexit import FlexIT, default_batch_size
+
+    cfg = FlexITConfig.preset(preset)
+    models = flexit_loop.load_models(cfg, torch.device("cpu"))
+    ed = FlexIT(cfg, models=models)
+    fns: dict[str, tuple[int, Callable]] = {}
+    for b in batches:
+        images = flexit_loop.input_image(cfg, torch.device("cpu"), b)
+        for joint in ((True, False) if b > 1 else (True,)):
+            size = b if joint else (default_batch_size("cpu") or b)
+            states = [ed.prepare(images[i:i + size], "a photo of a cat", "a photo of a dog")
+                      for i in range(0, b, size)]
+
+            def step(states=states):
+                for k, s in enumerate(states):
+                    states[k] = ed.step(s)
+            fns[f"B={b} " + ("one joint batch" if joint else f"default chunks of {size}")] = (b, step)
+    return _per_image_rows(f"flexit {preset} step per image", fns, rounds, progress, backend="torch",
+                           precision="bf16" if ed._amp_dtype == torch.bfloat16 else "fp32")
+
+
+def edit_batch_rows(preset: str, batches, rounds: int, progress) -> list[dict]:
+    device = torch.device("cpu")
+    generator, clip = _shared_networks(preset, device)
+    ed = build_editor("global", preset, generator, clip, device)
+    _ = ed.fs3, ed.stats
+    alpha = float(ed.config.alpha)
+    fns: dict[str, tuple[int, Callable]] = {}
+    for b in batches:
+        code = ed.codes_from_seeds(list(range(b)))
+        fns[f"B={b} edit()"] = (b, lambda c=code: ed.edit(c, "smiling face", "face", alpha=alpha))
+    fns[f"B={batches[0]} edit()"][1]()  # text embeddings cached: the rows time the per-image work
+    return _per_image_rows(f"global {preset} edit per image (cached prompt)", fns, rounds, progress,
+                           backend="torch", precision="fp32")
+
+
+def batch_section(args, progress) -> tuple[list[dict], dict[str, Any]]:
+    rows: list[dict] = []
+    t0 = time.perf_counter()
+    for name in args.synthesis_generators:
+        rows += synthesis_batch_rows(name, tuple(args.batches_synthesis), args.rounds, progress)
+    rows += flexit_batch_rows("tiny", (1, 2, 4, 8), args.rounds, progress)
+    if args.preset == "paper" and args.flexit_paper_batch:
+        rows += flexit_batch_rows("paper", (1, 2), 1, progress)
+    rows += edit_batch_rows(args.preset, tuple(args.batches_edits), args.rounds, progress)
+    return rows, {"batch_section_seconds": time.perf_counter() - t0}
+
+
+def add_arguments(ap) -> None:
+    ap.add_argument("--edit-runs", nargs="+", default=["global:1", "global:4", "deltaedit:1", "feu:1"],
+                    help="edits: METHOD:BATCH runs")
+    ap.add_argument("--ort", action="store_true", help="edits: also onnxruntime engines (exports on first use)")
+    ap.add_argument("--synthesis-generators", nargs="+", default=["tiny", "ffhq-256"])
+    ap.add_argument("--batches-synthesis", nargs="+", type=int, default=[1, 2, 4, 8])
+    ap.add_argument("--batches-edits", nargs="+", type=int, default=[1, 2, 4])
+    ap.add_argument("--flexit-paper-batch", action="store_true", help="batch: FlexIT paper steps at batch 1 and 2")

@@ -1,0 +1,109 @@
+"""scripts/gpu_check.sh and benchmarks/gpu_goals.py on a machine without CUDA: the plan parses,
+the no-GPU path exits cleanly and writes nothing, the goal checks read result documents."""
+
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "scripts" / "gpu_check.sh"
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import cpu_paper  # noqa: E402
+import gpu_goals  # noqa: E402
+import harness  # noqa: E402
+import run as bench_run  # noqa: E402
+
+
+def _script(*args, python=sys.executable, timeout=120):
+    env = {**os.environ, "PYTHON": python}
+    return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout,
+                          env=env, cwd=ROOT)
+
+
+def test_dry_run_plan_parses_with_the_benchmark_clis(tmp_path):
+    res = _script("--dry-run", "--out", str(tmp_path))
+    assert res.returncode == 0, res.stderr
+    steps = [line.split(" (limit")[0] for line in res.stdout.splitlines() if "(limit" in line]
+    assert steps[:3] == ["build", "kernels", "tests"] and "flexit" in steps and "edits" in steps
+    parsed = 0
+    for line in res.stdout.splitlines():
+        words = shlex.split(line.split(": ", 1)[1]) if ": " in line else []
+        for script, parse in (("benchmarks/run.py", bench_run.parse_args), ("benchmarks/cpu_paper.py", cpu_paper.parse_args)):
+            if script in words:
+                args = parse(words[words.index(script) + 1:])  # argparse exits on an unknown option
+                parsed += 1
+                if script.endswith("run.py") and "cuda" in words:
+                    assert args.device == "cuda"
+    assert parsed >= 6
+    assert "gpu_goals.py" in res.stdout and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the path taken without a GPU")
+def test_without_cuda_it_exits_cleanly_and_writes_nothing(tmp_path):
+    res = _script("--out", str(tmp_path / "results"))
+    assert res.returncode == 0, res.stderr
+    assert "no GPU here, nothing run" in res.stdout and "sees no CUDA device" in res.stdout
+    assert not (tmp_path / "results").exists()
+    strict = _script("--require-gpu", "--out", str(tmp_path / "results"))
+    assert strict.returncode == 1 and "no GPU here" in strict.stdout
+
+
+def test_python_without_torch_is_named(tmp_path):
+    fake = tmp_path / "python"
+    fake.write_text("#!/bin/sh\nexit 1\n")
+    fake.chmod(0o755)
+    res = _script(python=str(fake))
+    assert res.returncode == 2 and "cannot import torch" in res.stderr
+
+
+def test_unknown_option_is_refused():
+    res = _script("--fast")
+    assert res.returncode == 2 and "unknown option --fast" in res.stderr
+
+
+def _row(suite, group, name, ms, *, items=1, baseline=None, **fields):
+    t = harness.Timing(wall_ms=[ms, ms * 1.01], device_ms=None, warmup_calls=0, peak_cuda_bytes=None,
+                       peak_rss_bytes=None)
+    return harness.row_from_timing(t, suite=suite, group=group, name=name, items=items, baseline=baseline, **fields)
+
+
+def _doc(rows):
+    return harness.make_document(rows, environment={}, settings={})
+
+
+def test_goals_pass_fail_and_not_measured(tmp_path):
+    group = "flexit paper edit (160 steps)"
+    rows = [_row("flexit", group, "reference", 30_000.0),
+            _row("flexit", group, "editrt (+torch.compile (CUDA graph))", 900.0, baseline="reference"),
+            _row("flexit", group, "editrt (+torch.compile (CUDA graph)) | 160 steps", 850.0, stage="160 steps"),
+            _row("edits", "global paper edit (B=1, 1 alpha)", "editrt torch, cached prompt", 7.0, batch=1),
+            _row("edits", "global paper edit (B=32, 1 alpha)", "editrt torch, cached prompt", 50.0, items=32,
+                 batch=32)]
+    verdicts = {v["goal"]: v for v in gpu_goals.check_goals(_doc(rows))}
+    assert verdicts["flexit_edit_s"]["status"] == "pass" and verdicts["flexit_edit_s"]["value"] == pytest.approx(0.9045)
+    assert verdicts["flexit_vs_reference"]["status"] == "pass"  # 30 s / 0.9 s = 33x
+    assert verdicts["edit_p50_ms_b1"]["status"] == "fail"  # 7 ms > 5 ms
+    assert verdicts["edits_per_s_batched"]["status"] == "pass"  # 32 / 50.25 ms = 637/s
+    empty = {v["goal"]: v["status"] for v in gpu_goals.check_goals(_doc([]))}
+    assert set(empty.values()) == {"not measured"}
+    path = harness.write_json(_doc(rows), tmp_path / "r.json")
+    assert gpu_goals.main([str(path)]) == 0
+    stored = harness.load_json(path)["findings"]["goals"]
+    assert [v["goal"] for v in stored] == [g[0] for g in gpu_goals.GOALS]
+
+
+def test_merge_keeps_rows_and_findings(tmp_path):
+    a = _doc([_row("flexit", "g", "reference", 10.0)])
+    a["findings"] = {"drift": [{"name": "bf16 vs fp32", "steps": 3}, {"name": "shared start only", "steps": 1}]}
+    b = _doc([_row("edits", "h", "reference", 5.0)])
+    pa, pb = harness.write_json(a, tmp_path / "a.json"), harness.write_json(b, tmp_path / "b.json")
+    out = harness.load_json(cpu_paper.merge([pa, pb], tmp_path / "m.json"))
+    assert [r["suite"] for r in out["results"]] == ["flexit", "edits"]
+    assert [f["name"] for f in out["findings"]["drift"]] == ["bf16 vs fp32"]  # a 1-step drift says nothing
+    assert not harness.validate_document(out)
