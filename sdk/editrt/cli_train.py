@@ -18,7 +18,7 @@ from .errors import InputError
 
 def add_subcommands(sub) -> None:
     from .cli import _add_weights_args
-    from .methods.stylespace.deltaedit_training import DeltaTrainConfig
+    from .config import DeltaTrainConfig
 
     d = DeltaTrainConfig()
     p = sub.add_parser("train", help="train networks editrt has no public weights for")

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ...config import DeltaTrainConfig
 from ...errors import InputError, WeightsError
 from ...models.delta_mapper import DeltaMapper, DeltaMapperConfig
 from .deltaedit import deltaedit_clip_input
@@ -52,32 +53,6 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 COARSE_LAYERS = 3  # conv1_4, conv0_8, conv1_8: the 4 and 8 px styles (upstream split_stylespace)
-
-
-@dataclasses.dataclass(frozen=True)
-class DeltaTrainConfig:
-    """Settings of :func:`train_delta_mapper`; defaults are the reference's where it has one."""
-
-    steps: int = 3000  # reference: one pass over 258k x 50 pairs at batch 64 (~200k steps)
-    batch: int = 64  # scripts/train.py
-    lr: float = 0.5  # scripts/train.py (Adam; EqualLinear lr_mul 0.01 inside)
-    samples: int = 20_000  # sampled codes (reference: 200k from generate_codes.py + 58k e4e codes)
-    val_samples: int = 512  # held-out codes for the validation loss
-    val_pairs: int = 2048
-    psi: float = 1.0  # generate_codes.py --truncation 1
-    seed: int = 0
-    val_seed: int = 1_000_003  # independent of ``seed``: the same validation pairs for every run
-    checkpoint_every: int = 500
-    sample_batch: int = 64
-
-    def __post_init__(self) -> None:
-        bad = [k for k, ok in (("steps", self.steps >= 1), ("batch", self.batch >= 2), ("lr", self.lr > 0),
-                               ("samples", self.samples >= 2), ("val_samples", self.val_samples >= 2),
-                               ("val_pairs", self.val_pairs >= 1), ("psi", 0.0 <= self.psi <= 1.0),
-                               ("checkpoint_every", self.checkpoint_every >= 1),
-                               ("sample_batch", self.sample_batch >= 1)) if not ok]
-        if bad:
-            raise InputError(f"DeltaTrainConfig: invalid {', '.join(bad)}: {self}")
 
 
 def mapper_config_for(generator: "StyleGAN2", clip_embed_dim: int) -> DeltaMapperConfig:
