@@ -63,6 +63,8 @@ def add_subcommands(sub) -> None:
     p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime", "tensorrt"],
                    help="runtime of text encoder, synthesis, e4e and mapper (artifacts built on first use "
                         "into $EDITRT_ENGINES or ./engines)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"],
+                   help="precision of those stages (engine artifacts of that precision; torch: autocast)")
     p.add_argument("--k", type=int, help="FEU: positives/negatives retrieved (default 100)")
     p.add_argument("--corpus", type=Path, help="FEU corpus index (editrt corpus build)")
     p.add_argument("--fs3", type=Path, help="relevance matrix (.npy 6048x512 or editrt .safetensors)")
@@ -158,7 +160,7 @@ def cmd_style_edit(args) -> int:
         as_strengths(args.alpha, 0.0, limit=STYLE_ALPHA_LIMIT, what="alpha")
     cfg = _method_config(args)
     kw = _common_kwargs(args)
-    common = dict(config=cfg, fs3=args.fs3, stats=args.stats, backend=args.backend, **kw)
+    common = dict(config=cfg, fs3=args.fs3, stats=args.stats, backend=args.backend, precision=args.precision, **kw)
     if args.method == "global":
         from .methods.stylespace.global_direction import GlobalDirection
 

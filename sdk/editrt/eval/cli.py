@@ -49,6 +49,10 @@ def add_subcommands(sub) -> None:
                    help="ImageNet: seeded random judges and method (a smoke run of the pipeline; meaningless numbers)")
     p.add_argument("--allow-pickle", action="store_true")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime", "tensorrt"],
+                   help="runtime of FlexIT's one-time encoders and final decode")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"],
+                   help="precision of those stages (engine artifacts of that precision; torch: autocast)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_evaluate)
 
@@ -103,7 +107,8 @@ def cmd_evaluate(args) -> int:
 
         editor = FlexIT(cfg, device=args.device, weights=models.get("weights"), models=models.get("flexit"),
                         random_init=bool(args.random_weights and not args.toy), seed=args.seed,
-                        download=args.download, allow_pickle=args.allow_pickle)
+                        download=args.download, allow_pickle=args.allow_pickle, backend=args.backend,
+                        precision=args.precision)
         run.append(runners.FlexITRunner(editor, steps=args.steps, seed=args.seed, batch_size=args.batch_size,
                                         weights_tag=tag))
     if not run:
