@@ -9,9 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 from .errors import InputError
@@ -217,17 +215,10 @@ def cmd_relevance(args) -> int:
                             batch_size=args.batch_size or default_batch(G), checkpoint=ckpt,
                             progress=not args.no_progress)
     if out.suffix == ".npy":
-        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.save(f, fs3.numpy())
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)
-            os.replace(tmp, out)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        from .files import atomic_open
+
+        with atomic_open(out, "wb") as f:
+            np.save(f, fs3.numpy())
         ckpt.unlink(missing_ok=True)
     _warn_random(args)
     print(f"relevance matrix {tuple(fs3.shape)} -> {out}")

@@ -13,7 +13,6 @@ Refused with :class:`InputError`: missing, empty, truncated or non-image files, 
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -142,20 +141,7 @@ def check_output_path(out: str | os.PathLike, *, inputs: tuple = ()) -> Path:
     return out
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` completely or not at all."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # mkstemp creates 0600; give the file normal permissions
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+from .files import atomic_write_bytes  # noqa: E402  (kept here for existing callers)
 
 
 def save_image(image: Image.Image | torch.Tensor, path: str | os.PathLike) -> Path:

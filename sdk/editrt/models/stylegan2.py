@@ -49,7 +49,6 @@ import dataclasses
 import logging
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -531,17 +530,13 @@ class StyleGAN2(nn.Module):
                 "latent_avg": self.latent_avg.detach().cpu().clone()}
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write a rosinality-format checkpoint atomically (temp file + os.replace)."""
+        """Write a rosinality-format checkpoint atomically (``editrt.files``)."""
+        from ..files import atomic_path
+
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".part")
-        os.close(fd)
-        try:
+        with atomic_path(path) as tmp:
             torch.save(self.checkpoint_dict(), tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
         return path
 
     def frozen(self) -> "StyleGAN2":
