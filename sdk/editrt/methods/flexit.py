@@ -76,7 +76,9 @@ class FlexITState:
 
 @dataclasses.dataclass
 class EditResult:
-    """Output of :meth:`FlexIT.edit`.
+    """Output of :meth:`FlexIT.edit`; agrees with the direction edits' ``StyleEditResult``:
+    ``.image`` is the first output as a PIL image, ``.images01`` the outputs as float32 in [0, 1],
+    ``.pil()`` the PIL images.
 
     ``images``: [B, 3, S, S] in [0, 1] after ``steps`` updates; ``history``: one dict per step
     with per-image lists (loss, clip, lpips, latent, sim_source, sim_target); ``snapshots``:
@@ -90,6 +92,11 @@ class EditResult:
     step_seconds: list[float]
     sources: list[str]
     targets: list[str]
+
+    @property
+    def images01(self) -> torch.Tensor:
+        """[B, 3, S, S] float32 in [0, 1] (the same tensor as ``images``)."""
+        return self.images.float()
 
     @property
     def image(self) -> Image.Image:
