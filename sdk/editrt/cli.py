@@ -21,7 +21,7 @@ from .errors import EditrtError, InputError
 log = logging.getLogger("editrt")
 
 # Modules that add their own subcommands with add_subcommands(subparsers).
-_PLUGINS = ("editrt.cli_style", "editrt.engines.cli", "editrt.eval.cli")
+_PLUGINS = ("editrt.cli_style", "editrt.cli_export", "editrt.eval.cli")
 
 RANDOM_WEIGHTS_WARNING = (
     "NOTE: random weights were used. The pipeline ran for real, but random networks give no "

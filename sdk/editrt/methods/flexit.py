@@ -141,6 +141,8 @@ class FlexIT:
             first use; torch: autocast). Default fp32, or the EngineSet's.
     """
 
+    config_class = FlexITConfig
+
     def __init__(self, config: FlexITConfig | None = None, *, device: str | torch.device = "cpu",
                  weights=None, random_init: bool = False, seed: int = 0, download: bool = False,
                  allow_pickle: bool = False, models: Mapping[str, Any] | None = None,
