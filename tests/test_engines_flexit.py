@@ -30,8 +30,20 @@ def test_flexit_onnxruntime_matches_torch(image, tmp_path_factory, monkeypatch):
     for a, b in zip(ref.history, got.history):
         for k in ("loss", "clip", "lpips", "latent"):
             assert a[k] == pytest.approx(b[k], abs=1e-4), k
-    assert (ref.images - got.images).abs().max() < 1e-2
+    # end-to-end drift measured by benchmarks/engine_drift.py: 1.3e-5 (fp32); bound 8x above it
+    assert (ref.images - got.images).abs().max() < 1e-4
     assert got.images.shape == ref.images.shape
+
+
+def test_flexit_fp16_stages(image, tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("EDITRT_ENGINES", str(tmp_path_factory.getbasetemp() / "engines_shared"))
+    cfg = FlexITConfig.preset("tiny")
+    ref = FlexIT(cfg, random_init=True).edit(image, "a cat", "a dog", steps=2, seed=0)
+    editor = FlexIT(cfg, random_init=True, backend="onnxruntime", precision="fp16")
+    got = editor.edit(image, "a cat", "a dog", steps=2, seed=0)
+    assert all(e.precision == "fp16" for e in editor.engines._engines.values())
+    d = float((ref.images - got.images).abs().max())
+    assert 0 < d < 0.15  # measured 3.3e-2 after 2 steps (encoders, text, final decode in fp16)
 
 
 @pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
