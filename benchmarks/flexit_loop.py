@@ -260,13 +260,12 @@ def load_models(cfg: FlexITConfig, device: torch.device, seed: int = 0) -> dict[
 
 def input_image(cfg: FlexITConfig, device: torch.device, batch: int = 1) -> torch.Tensor:
     """The packaged sample image at the config's size, repeated ``batch`` times: [B, 3, S, S]."""
-    from torchvision.transforms.v2 import functional as TF
-
     from editrt import imageio
+    from editrt.models.preprocess import resize_center_crop
 
     x = imageio.as_image_tensor(imageio.load_image(SAMPLE_IMAGE))
     s = cfg.image_size
-    x = TF.center_crop(TF.resize(x, s, antialias=True), [s, s]).clamp(0, 1)
+    x = resize_center_crop(x, s).clamp(0, 1)
     return x.unsqueeze(0).repeat(batch, 1, 1, 1).to(device)
 
 

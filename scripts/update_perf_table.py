@@ -94,6 +94,22 @@ def _section_ops(doc: dict[str, Any]) -> list[str]:
     return out
 
 
+def _section_serve(doc: dict[str, Any]) -> list[str]:
+    rows = _ok(doc, "serve")
+    if not rows:
+        return []
+    out = ["", "`editrt serve` under load (benchmarks/serve_load.py; ratio: throughput vs 1 client on the same "
+               "server; every response checked against the SDK):", "",
+           "| server | clients | req/s | p50 | p90 | p99 | mean batch | errors | bitwise | max abs diff | ratio |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        s = r["wall_ms"]
+        out.append(f"| {r['group']} | {r['concurrency']} | {r['throughput_rps']:.1f} | {_ms(s['p50'])} | {_ms(s['p90'])} | "
+                   f"{_ms(s['p99'])} | {r['triton_mean_batch']:.2f} | {r['errors']} | "
+                   f"{r['bitwise_identical']}/{r['checked']} | {r['max_abs_diff']:.1e} | {_x(r.get('ratio'))} |")
+    return out
+
+
 def render(results_dir: Path) -> str:
     files = sorted(results_dir.glob("*.json"))
     docs = []
@@ -116,7 +132,7 @@ def render(results_dir: Path) -> str:
                       f"{env.get('created')}."]
         if env.get("note"):
             lines.append(f"Note: {env['note']}")
-        for section in (_section_flexit, _section_edits, _section_networks, _section_ops):
+        for section in (_section_flexit, _section_edits, _section_networks, _section_ops, _section_serve):
             lines += section(doc)
         flagged = sum(1 for r in doc["results"] if r.get("high_variance"))
         if flagged:

@@ -14,8 +14,9 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path_factory, monkeypatch):
-    """No test reads or writes the user's real checkpoint store."""
+    """No test reads or writes the user's real checkpoint store (nor torch hub's download cache)."""
     monkeypatch.setenv("EDITRT_HOME", str(tmp_path_factory.mktemp("editrt_home")))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path_factory.mktemp("torch_home")))
 
 
 @pytest.fixture(scope="session")

@@ -45,10 +45,37 @@ def test_edit_errors_have_exit_codes(tmp_path, image, capsys, args, code, msg):
 
 
 def test_missing_weights_exit_code_3(tmp_path, image, capsys):
+    # the shipped tiny CLIP and VQGAN are found; the VGG trunk of LPIPS is not
     got = main(["edit", str(image), "--source", "a", "--target", "b", "-o", str(tmp_path / "o.png"),
                 "--preset", "tiny", "--weights-dir", str(tmp_path)])
     assert got == 3
-    assert "missing checkpoint for clip/tiny" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "missing checkpoint for lpips/vgg" in err and "clip/tiny" not in err
+
+
+def test_toy_models_by_name_without_random_weights(tmp_path, image, capsys):
+    """`--preset toy` edits with the trained models shipped in the package, offline."""
+    out, report = tmp_path / "toy.png", tmp_path / "toy.json"
+    assert main(["edit", str(image), "--source", "red circle", "--target", "blue circle", "-o", str(out),
+                 "--preset", "toy", "--steps", "1", "--report", str(report), "--no-progress"]) == 0
+    data = json.loads(report.read_text())
+    assert not data["random_weights"] and data["config"]["lpips_net"] == "toy"
+    assert "random weights were used" not in capsys.readouterr().out
+
+
+def test_toy_models_by_name_from_the_api():
+    import torch
+
+    from editrt.config import FlexITConfig
+    from editrt.methods.flexit import FlexIT
+    from editrt.toy import models as toy
+
+    ed = FlexIT(FlexITConfig.preset("toy"))
+    ref = toy.load_toy_models()
+    x = torch.rand(1, 3, 64, 64)
+    assert torch.equal(ed.clip.embed_image(x)[0], ref.clip.embed_image(x)[0])
+    assert torch.equal(ed.vqgan.encode(x), ref.vqgan.encode(x))
+    assert torch.equal(ed.lpips(x, x * 0.5), ref.lpips(x, x * 0.5))
 
 
 def test_output_checks_before_work(tmp_path, image, capsys):
@@ -62,8 +89,17 @@ def test_weights_and_doctor(capsys):
     assert main(["weights", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     keys = {r["key"] for r in rows}
-    assert {"clip/ViT-B-32", "vqgan/vqgan_imagenet_f16_1024", "lpips/vgg"} <= keys
+    assert {"clip/ViT-B-32", "vqgan/vqgan_imagenet_f16_1024", "lpips/vgg", "eval/deit", "eval/inception",
+            "styleclip/ffhq-1024/fs3", "styleclip/corpus", "e4e/ffhq", "deltaedit/ffhq/mapper"} <= keys
     assert not any(r["found"] for r in rows if r["key"] == "clip/ViT-B-32")
+    tiny = next(r for r in rows if r["key"] == "clip/tiny")
+    assert tiny["found"] and "shipped with editrt" in tiny["origin"]
+    assert all(r["origin"] and "used_by" in r for r in rows)
+    assert main(["weights"]) == 0
+    text = capsys.readouterr().out
+    for key in keys:  # the text listing shows every row of the JSON one, with its origin
+        assert key in text
+    assert "from: download: https://dl.fbaipublicfiles.com/deit/" in text and "corpus build" in text
     assert main(["doctor", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert "kernels" in info and "torch" in info["libraries"]

@@ -8,11 +8,94 @@ from editrt.models import clip as C
 
 def test_names_and_configs():
     assert C.canonical_name("ViT-B/32") == "ViT-B-32"
+    assert C.canonical_name("ViT-L/14@336px") == "ViT-L-14-336"
+    assert C.model_config("ViT-L/14").vision.width == 1024  # any open_clip architecture, not a fixed list
     with pytest.raises(InputError, match="unknown CLIP"):
-        C.canonical_name("ViT-L/14")
-    sizes = {n: C.model_config(n)["vision_cfg"]["image_size"] for n in C.CLIP_NAMES}
+        C.model_config("ViT-Q-99")
+    sizes = {n: C.model_config(n).vision.image_size for n in C.CLIP_NAMES}
     assert sizes == {"RN50": 224, "RN101": 224, "RN50x4": 288, "RN50x16": 384, "ViT-B-32": 224,
                      "ViT-B-16": 224, "tiny": 64}
+    # open_clip's rule: plain names are GELU (LAION/DataComp weights), -quickgelu names QuickGELU
+    assert not C.model_config("ViT-B-32").quick_gelu and C.model_config("ViT-B-32-quickgelu").quick_gelu
+    assert C.store_key("ViT-B-32-quickgelu") == C.store_key("ViT-B/32") == "clip/ViT-B-32"  # OpenAI's file
+    assert C.model_config("RN50x4").preprocess.size == 288 and C.model_config("tiny").preprocess.mean == C.OPENAI_MEAN
+
+
+def _act(net):
+    return type(net.model.text.transformer.resblocks[0].mlp.gelu if hasattr(net.model, "text")
+                else net.model.transformer.resblocks[0].mlp.gelu).__name__
+
+
+# A small open_clip architecture whose heads follow OpenAI's width // 64 rule (so that
+# build_model-style inference recovers it exactly).
+MINI = {"embed_dim": 32, "vision_cfg": {"image_size": 32, "layers": 2, "width": 128, "patch_size": 8},
+        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 128, "heads": 2, "layers": 2}}
+
+
+def test_activation_follows_the_weights(tmp_path, monkeypatch):
+    """OpenAI releases (TorchScript .pt, random stand-ins) are QuickGELU; an open_clip state
+    dict under the plain name gets the config's GELU, as LAION/DataComp weights need."""
+    mini = C.ClipConfig.from_open_clip(MINI)
+    real = C.model_config
+    monkeypatch.setattr(C, "model_config", lambda n: mini if n == "mini" else real(n))
+    monkeypatch.setattr(C, "OPENAI_RELEASES", (*C.OPENAI_RELEASES, "mini"))
+    rand = C.load_clip("mini", random_init=True, seed=5)
+    assert _act(rand) == "QuickGELU"
+    torch.save(rand.model.state_dict(), tmp_path / "laion_style.pt")
+    gelu = C.load_clip("mini", path=tmp_path / "laion_style.pt")
+    assert _act(gelu) == "GELU"
+    x, t = torch.rand(1, 3, 32, 32), rand.tokenize(["a red square"])
+    assert not torch.allclose(rand.encode_text(t), gelu.encode_text(t))  # the activation matters
+    traced = torch.jit.trace(rand.model, (torch.rand(1, 3, 32, 32), t), strict=False)
+    torch.jit.save(traced, str(tmp_path / "openai.pt"))
+    openai = C.load_clip("mini", path=tmp_path / "openai.pt")
+    assert _act(openai) == "QuickGELU"
+    assert torch.equal(openai.encode_text(t), rand.encode_text(t))
+    assert torch.equal(openai.embed_image(x), rand.embed_image(x))
+
+
+def test_model_config_json_and_hf_layout(tmp_path):
+    import json
+
+    (tmp_path / "mini-gelu.json").write_text(json.dumps(MINI))
+    net = C.load_clip(str(tmp_path / "mini-gelu.json"), random_init=True)
+    assert net.name == "mini-gelu" and _act(net) == "GELU" and net.image_size == 32
+    hf = {"model_cfg": {**MINI, "quick_gelu": True}, "preprocess_cfg": {"mean": [0.5] * 3, "std": [0.25] * 3}}
+    (tmp_path / "open_clip_config.json").write_text(json.dumps(hf))
+    net = C.load_clip(str(tmp_path / "open_clip_config.json"), random_init=True)
+    assert _act(net) == "QuickGELU" and torch.allclose(net.std.flatten(), torch.full((3,), 0.25))
+    (tmp_path / "bad.json").write_text(json.dumps({"embed_dim": 8}))
+    with pytest.raises(InputError, match="not an open_clip model config"):
+        C.load_clip(str(tmp_path / "bad.json"), random_init=True)
+
+
+@pytest.mark.parametrize("vision", [
+    {"image_size": 32, "layers": 2, "width": 128, "patch_size": 8},  # ViT
+    {"image_size": 64, "layers": [1, 1, 1, 1], "width": 16},  # ModifiedResNet
+])
+def test_auto_infers_architecture_from_openai_layout(tmp_path, vision):
+    cfg = C.ClipConfig.from_open_clip({**MINI, "vision_cfg": vision, "quick_gelu": True})
+    with W_seeded(3):
+        model = C.build_clip(cfg)
+    torch.save(model.state_dict(), tmp_path / "weights.pt")
+    inferred = C.config_from_state_dict(model.state_dict())
+    assert inferred == cfg
+    net = C.load_clip("auto", path=tmp_path / "weights.pt")
+    assert net.config == cfg and net.name == "weights"
+    ref = C.ClipNet("ref", model, cfg).eval().requires_grad_(False)
+    x = torch.rand(1, 3, vision["image_size"], vision["image_size"])
+    assert torch.equal(net.embed_image(x), ref.embed_image(x))
+    with pytest.raises(InputError, match="random_init"):
+        C.load_clip("auto", random_init=True)
+    torch.save({"foo.weight": torch.zeros(2)}, tmp_path / "other.pt")
+    with pytest.raises(WeightsError, match="cannot infer a CLIP architecture"):
+        C.load_clip("auto", path=tmp_path / "other.pt")
+
+
+def W_seeded(seed):
+    from editrt import weights as W
+
+    return W.seeded(seed)
 
 
 def test_tiny_state_dict_roundtrip(tmp_path):

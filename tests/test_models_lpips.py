@@ -43,3 +43,53 @@ def test_lin_heads_are_the_shipped_ones():
     shipped = torch.load(os.path.join(os.path.dirname(lpips.__file__), "weights/v0.1/vgg.pth"), weights_only=True,
                          map_location="cpu")
     assert torch.equal(d.lin_weights()[0], shipped["lin0.model.1.weight"])
+
+
+def _alex_trunk(seed=0):
+    import torchvision
+
+    torch.manual_seed(seed)
+    return torchvision.models.alexnet(weights=None).state_dict()
+
+
+def test_trunk_found_where_users_have_it(tmp_path, monkeypatch):
+    """torchvision's file name in a flat folder, in torch hub's cache, or any .pth of features.* keys."""
+    monkeypatch.setenv("EDITRT_HOME", str(tmp_path / "store"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    sd = _alex_trunk(1)
+    x, y = torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64)
+    flat = tmp_path / "downloads"
+    flat.mkdir()
+    torch.save(sd, flat / "alexnet-owt-7be5be79.pth")
+    ref = L.load_lpips("alex", weights=flat)(x, y)
+    hub = L.torch_hub_checkpoints()
+    hub.mkdir(parents=True)
+    torch.save(sd, hub / "alexnet-owt-7be5be79.pth")
+    assert torch.equal(L.load_lpips("alex")(x, y), ref)
+    features_only = {k: v for k, v in sd.items() if k.startswith("features.")}
+    torch.save({"state_dict": {f"module.{k}": v for k, v in features_only.items()}}, tmp_path / "mine.pth")
+    assert torch.equal(L.load_lpips("alex", path=tmp_path / "mine.pth")(x, y), ref)
+    lp = L.load_lpips("alex", path=tmp_path / "mine.pth").lp.state_dict()
+    torch.save({k: v for k, v in lp.items() if k.startswith("net.")}, tmp_path / "lpips_trunk.pth")
+    assert torch.equal(L.load_lpips("alex", path=tmp_path / "lpips_trunk.pth")(x, y), ref)
+
+
+def test_wrong_trunk_files_are_named(tmp_path, monkeypatch):
+    from editrt.errors import WeightsError
+
+    monkeypatch.setenv("EDITRT_HOME", str(tmp_path / "store"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    torch.save({"classifier.1.weight": torch.zeros(2)}, tmp_path / "head.pth")
+    with pytest.raises(WeightsError, match="no torchvision 'features"):
+        L.load_lpips("alex", path=tmp_path / "head.pth")
+    with pytest.raises(WeightsError, match="missing checkpoint for lpips/vgg"):
+        L.load_lpips("vgg")
+    with pytest.raises(WeightsError, match="shape mismatch"):
+        torch.save(_alex_trunk(), tmp_path / "alex.pth")
+        L.load_lpips("vgg", path=tmp_path / "alex.pth")
+
+
+def test_toy_lpips_is_the_seeded_alex_trunk():
+    a, b = L.load_lpips("toy"), L.load_lpips("alex", random_init=True, seed=L.TOY_TRUNK_SEED)
+    x, y = torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64)
+    assert a.net_name == "alex" and torch.equal(a(x, y), b(x, y))

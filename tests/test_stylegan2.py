@@ -428,3 +428,14 @@ def test_config_validation():
         StyleLayout.from_config("nope")
     with pytest.raises(InputError, match="neither a known StyleGAN2 config"):
         StyleGAN2.load("does-not-exist")
+
+
+def test_rosinality_training_checkpoint_with_args_loads_weights_only(tmp_path):
+    """rosinality train.py saves ``args`` (an argparse.Namespace) next to g_ema."""
+    import argparse
+
+    G = StyleGAN2.load("tiny", random_init=True, seed=4)
+    ckpt = {**G.checkpoint_dict(), "args": argparse.Namespace(size=32, channel_multiplier=2)}
+    torch.save(ckpt, tmp_path / "050000.pt")
+    H = StyleGAN2.load("tiny", path=tmp_path / "050000.pt")
+    assert all(torch.equal(a, b) for a, b in zip(G.state_dict().values(), H.state_dict().values()))

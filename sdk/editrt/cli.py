@@ -21,7 +21,7 @@ from .errors import EditrtError, InputError
 log = logging.getLogger("editrt")
 
 # Modules that add their own subcommands with add_subcommands(subparsers).
-_PLUGINS = ("editrt.cli_style", "editrt.cli_export", "editrt.eval.cli")
+_PLUGINS = ("editrt.cli_style", "editrt.cli_export", "editrt.eval.cli", "editrt.serve.cli")
 
 RANDOM_WEIGHTS_WARNING = (
     "NOTE: random weights were used. The pipeline ran for real, but random networks give no "
@@ -147,21 +147,22 @@ def cmd_demo(args) -> int:
 
 
 def cmd_weights(args) -> int:
-    from .weights import editrt_home, known_files, resolve
+    from .weights import editrt_home, inventory
 
-    rows = []
-    for key, entry in sorted(known_files().items()):
-        try:
-            path, found = str(resolve(key, weights=args.weights_dir)), True
-        except EditrtError:
-            path, found = str((args.weights_dir or editrt_home()) / entry.store_path), False
-        rows.append({"key": key, "found": found, "path": path, "source": entry.url, "how_to_get": entry.how_to_get})
+    rows = inventory(args.weights_dir)
     if args.json:
         print(json.dumps(rows, indent=2))
-    else:
-        print(f"EDITRT_HOME = {editrt_home()}")
-        for r in rows:
-            print(f"  [{'found' if r['found'] else 'missing':7}] {r['key']:40} {r['path']}")
+        return 0
+    print(f"EDITRT_HOME = {editrt_home()}" + (f"   --weights-dir = {args.weights_dir}" if args.weights_dir else ""))
+    status = {True: "found", False: "missing", None: "-"}
+    for kind, title in (("checkpoint", "checkpoints"), ("computed", "computed by editrt"), ("user", "built by you")):
+        group = [r for r in rows if r["kind"] == kind]
+        print(f"\n{title}:")
+        for r in group:
+            print(f"  [{status[r['found']]:7}] {r['key']:40} {r['path']}")
+            print(f"            from: {r['origin']}")
+            if r["used_by"]:
+                print(f"            used by: {r['used_by']}")
     return 0
 
 

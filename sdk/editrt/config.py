@@ -144,6 +144,7 @@ class FlexITConfig(ConfigBase):
     @classmethod
     def presets(cls) -> dict[str, "FlexITConfig"]:
         paper = cls()
+        tiny = cls(clip_models=("tiny",), vqgan="tiny", image_size=64, n_augment=2, steps=8, snapshot_steps=(4, 8))
         return {
             "paper": paper,
             "default": paper,
@@ -156,8 +157,11 @@ class FlexITConfig(ConfigBase):
                 clip_models=("RN50x4", "ViT-B-32", "RN50"), n_augment=8, lpips_weight=0.2,
                 image_coef=0.0, steps=256),
             # Offline smoke configuration: tiny random-weight networks, a few steps on 2 CPU cores
-            "tiny": cls(clip_models=("tiny",), vqgan="tiny", image_size=64, n_augment=2, steps=8,
-                        snapshot_steps=(4, 8)),
+            "tiny": tiny,
+            # The toy world (editrt.toy): the trained tiny CLIP and VQGAN shipped in the package and
+            # its LPIPS ("toy": alex heads, seeded trunk); the paper's loss, toy steps/lr/views
+            "toy": dataclasses.replace(tiny, steps=32, lr=0.05, n_augment=4, lpips_net="toy",
+                                       snapshot_steps=(0, 8, 16, 32)),
         }
 
 

@@ -1,8 +1,9 @@
 """Where checkpoints come from, and how they are read safely.
 
 Resolution order for a named file: explicit path > the user's weights folder or mapping >
-the ``EDITRT_HOME`` store (default ``~/.cache/editrt``) > the known public source, only when the
-caller asked for a download > a :class:`WeightsError` naming the file expected and how to get it.
+the ``EDITRT_HOME`` store (default ``~/.cache/editrt``) > the copy shipped inside the package
+(toy-world models) > the known public source, only when the caller asked for a download > a
+:class:`WeightsError` naming the file expected and how to get it.
 
 Reading never executes pickled code: ``torch.load(weights_only=True)`` or safetensors. Formats
 that need full unpickling (NVIDIA ``.pkl``, old Lightning ``.ckpt`` with custom classes) need
@@ -15,12 +16,17 @@ import contextlib
 import dataclasses
 import logging
 import os
+import re
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 import torch
 
+from . import checkpoint_format as fmt
 from .errors import WeightsError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -29,12 +35,27 @@ WeightsArg = str | os.PathLike | Mapping[str, str | os.PathLike] | None
 
 @dataclasses.dataclass(frozen=True)
 class KnownFile:
-    """A checkpoint file the SDK knows: where it lives in the store and where it is published."""
+    """A checkpoint file the SDK knows: where it lives in the store and where it comes from."""
 
     key: str  # e.g. "clip/ViT-B-32"
-    store_path: str  # relative to EDITRT_HOME
+    store_path: str  # relative to EDITRT_HOME (and to a --weights-dir folder)
     url: str | None  # public source, used only when a download is requested
     how_to_get: str  # one line for the error message
+    bundled: str | None = None  # shipped inside the installed package, relative to the editrt folder
+    # other places in a user's weights folder where the file sits as published (a release's own
+    # folder layout), tried after ``store_path``
+    folder_layouts: tuple[str, ...] = ()
+
+    @property
+    def bundled_path(self) -> Path | None:
+        return Path(__file__).resolve().parent / self.bundled if self.bundled else None
+
+    @property
+    def origin(self) -> str:
+        """Where the file comes from, in words (``editrt weights``)."""
+        if self.bundled:
+            return f"shipped with editrt ({self.bundled})"
+        return f"download: {self.url}" if self.url else f"by hand: {self.how_to_get}"
 
 
 _KNOWN: dict[str, KnownFile] = {}
@@ -46,13 +67,49 @@ def register_known(entry: KnownFile) -> KnownFile:
 
 
 def known_files() -> dict[str, KnownFile]:
-    # Model modules register their files at import.
-    from .models import clip, lpips, vqgan  # noqa: F401
+    """Every checkpoint file any command can use, by key (imports every model family)."""
+    from .models import catalog
 
-    for mod in ("stylegan2", "delta_mapper", "e4e"):
-        with contextlib.suppress(ModuleNotFoundError):
-            __import__(f"editrt.models.{mod}")
+    catalog.import_all()
     return dict(_KNOWN)
+
+
+# Files editrt computes into the store (read back by later runs), and the one the user builds.
+COMPUTED = (
+    ("styleclip/relevance", "relevance matrices computed by `editrt relevance` (style-edit reads them)"),
+    ("styleclip/stats", "S-space channel statistics computed on first use (style-edit)"),
+)
+CORPUS_HOWTO = ("StyleCLIP-FEU corpus index: built with `editrt corpus build --folder DIR -o FILE.safetensors`, "
+                "passed as --corpus FILE")
+
+
+def inventory(weights: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+    """Every checkpoint any command can use, found or missing, and the files editrt computed.
+
+    One dict per file: ``key``, ``kind`` ("checkpoint" | "computed" | "user"), ``found``,
+    ``path`` (the one found, or where it is expected), ``origin`` (where it comes from),
+    ``source`` (download URL or None), ``how_to_get``, ``used_by`` (commands).
+    """
+    from .models import catalog
+
+    rows = []
+    for key, entry in sorted(known_files().items()):
+        try:
+            path, found = str(resolve(key, weights=weights)), True
+        except WeightsError:
+            path, found = str(Path(weights or editrt_home()) / entry.store_path), False
+        rows.append({"key": key, "kind": "checkpoint", "found": found, "path": path, "origin": entry.origin,
+                     "source": entry.url, "how_to_get": entry.how_to_get, "used_by": catalog.used_by(key)})
+    for folder, what in COMPUTED:
+        files = sorted((editrt_home() / folder).glob("*.safetensors"))
+        for f in files or [None]:
+            rows.append({"key": f"{folder}/{f.stem}" if f else f"{folder}/*", "kind": "computed",
+                         "found": f is not None, "path": str(f or editrt_home() / folder), "origin": what,
+                         "source": None, "how_to_get": what, "used_by": "style-edit"})
+    rows.append({"key": "styleclip/corpus", "kind": "user", "found": None, "path": "--corpus FILE",
+                 "origin": CORPUS_HOWTO, "source": None, "how_to_get": CORPUS_HOWTO,
+                 "used_by": "style-edit --method feu"})
+    return rows
 
 
 def editrt_home() -> Path:
@@ -76,9 +133,12 @@ def resolve(key: str, *, path: str | os.PathLike | None = None, weights: Weights
                 raise WeightsError(f"checkpoint for {key} not found at {p} (from the weights mapping)")
             return p
     elif weights is not None and entry is not None:
-        candidates.append(Path(weights).expanduser() / entry.store_path)
+        folder = Path(weights).expanduser()
+        candidates += [folder / rel for rel in (entry.store_path, *entry.folder_layouts)]
     if entry is not None:
         candidates.append(editrt_home() / entry.store_path)
+        if entry.bundled_path is not None:
+            candidates.append(entry.bundled_path)
     for c in candidates:
         if c.exists():
             return c
@@ -106,30 +166,98 @@ def _download(entry: KnownFile, dest: Path) -> Path:
     return dest
 
 
-def load_checkpoint(path: str | os.PathLike, *, allow_pickle: bool = False) -> Any:
+def load_checkpoint(path: str | os.PathLike, *, allow_pickle: bool = False,
+                    stub_globals: tuple[str, ...] = ()) -> Any:
     """Read a checkpoint file without executing code unless ``allow_pickle``.
 
-    ``.safetensors`` -> dict of tensors; anything else through ``torch.load`` on the CPU.
+    ``.safetensors`` -> dict of tensors; ``.npy`` -> a tensor; anything else through
+    ``torch.load`` on the CPU. A file that is none of these, truncated, or a pickle that needs
+    Python globals raises a WeightsError saying which (and naming the globals).
+
+    stub_globals: module prefixes (``"pytorch_lightning."``) whose classes a weights-only read
+    may meet in training state; they are read as inert placeholder classes (nothing of theirs
+    is imported or run) instead of refusing the file.
     """
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"checkpoint {path} does not exist or is not a file")
-    if path.suffix == ".safetensors":
+    kind = fmt.sniff(path)
+    if kind in ("empty", "unknown"):
+        raise WeightsError(f"{path} is {fmt.describe(path)}")
+    if kind == "npy":
+        return torch.from_numpy(load_array(path))
+    if kind == "safetensors" or path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
         try:
             return load_file(str(path))
-        except Exception as exc:  # noqa: BLE001
-            raise WeightsError(f"{path} is not a readable safetensors file: {exc}") from None
+        except Exception:  # noqa: BLE001 - the format's own errors are opaque; describe the file
+            raise WeightsError(f"{path} is not a readable safetensors file: it is {fmt.describe(path)}") from None
     try:
         return torch.load(path, map_location="cpu", weights_only=not allow_pickle)
     except Exception as exc:  # noqa: BLE001
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if not allow_pickle and ("weights_only" in str(exc) or "Unsupported global" in str(exc)):
-            raise WeightsError(
-                f"{path} contains pickled Python objects that weights-only loading refuses ({msg}). "
-                "If you trust the file, pass allow_pickle=True (CLI: --allow-pickle).") from None
-        raise WeightsError(f"{path} is not a readable checkpoint (truncated or wrong format?): {msg}") from None
+        if not allow_pickle and stub_globals:
+            stubs = [g for g in fmt.scan_pickle(path).globals if g.startswith(stub_globals)]
+            if stubs:
+                try:
+                    with torch.serialization.safe_globals([(_inert_class(g), g) for g in stubs]):
+                        return torch.load(path, map_location="cpu", weights_only=True)
+                except Exception as again:  # noqa: BLE001 - report what is still refused
+                    exc = again
+        raise WeightsError(_unreadable(path, exc, allow_pickle)) from None
+
+
+def _inert_class(qualified: str) -> type:
+    """A class that accepts any constructor arguments and state and does nothing with them."""
+    return type(qualified.rsplit(".", 1)[-1], (), {
+        "__init__": lambda self, *args, **kwargs: None,
+        "__setstate__": lambda self, state: None,
+        "__module__": "editrt.weights.inert",
+        "__doc__": f"inert stand-in for {qualified} (training state, never imported)"})
+
+
+def _unreadable(path: Path, exc: Exception, allow_pickle: bool) -> str:
+    """Why ``torch.load`` failed, from the file's bytes rather than from the exception alone."""
+    what = fmt.describe(path)
+    if "truncated" in what or "damaged" in what:
+        return f"{path} is {what}; download or copy it again"
+    refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+    if refused and not allow_pickle:
+        scan = fmt.scan_pickle(path)
+        name = refused.group(1).rstrip(".")
+        if scan.truncated or name not in scan.globals:
+            return (f"{path} is {what} whose pickle data is damaged (the loader stopped at a global "
+                    f"{name!r} the file does not name); download or copy it again")
+        others = [g for g in scan.globals if not g.startswith(("torch.", "collections.", "builtins."))]
+        return (f"{path} is {what} that imports the Python global {name!r}, which weights-only loading "
+                f"refuses (non-torch globals in the file: {', '.join(others) or name}). If you trust the "
+                "file, pass allow_pickle=True (CLI: --allow-pickle); this runs the code those globals name.")
+    msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return f"{path} is {what} but cannot be read as a checkpoint: {msg}"
+
+
+def load_array(path: str | os.PathLike) -> "np.ndarray":
+    """Read an ``.npy`` file (never unpickling): numeric arrays only.
+
+    Raises WeightsError for a missing file, a file that is not .npy (saying what it is), a
+    truncated one, or an object array (which would need pickle).
+    """
+    import numpy as np
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"array file {path} does not exist or is not a file")
+    if fmt.sniff(path) != "npy":
+        raise WeightsError(f"{path} is not an .npy array: it is {fmt.describe(path)}")
+    try:
+        return np.load(path, allow_pickle=False)
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):
+            raise WeightsError(f"{path} is an .npy array of Python objects (it needs pickle); "
+                               "a numeric array was expected") from None
+        raise WeightsError(f"{path} is a truncated or damaged .npy array ({exc})") from None
+    except OSError as exc:
+        raise WeightsError(f"{path} is a truncated or damaged .npy array ({exc})") from None
 
 
 def load_into(module: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], *, what: str,

@@ -33,6 +33,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-verify", action="store_true", help="skip the onnxruntime-vs-torch comparison")
     p.add_argument("--list", action="store_true", help="print the matching specs and their store status, build nothing")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument("--triton-repo", type=Path, metavar="DIR",
+                   help="also write a Triton model repository of the artifacts (config.pbtxt + 1/model.*)")
+    p.add_argument("--triton-max-batch", type=int, default=8, help="max_batch_size of batched models in --triton-repo")
+    p.add_argument("--triton-instances", type=int, default=1, help="instance_group count per model")
+    p.add_argument("--triton-kind", default="gpu", choices=["gpu", "cpu"], help="instance_group kind")
 
 
 def run_export(models: Sequence[str], *, precisions: Sequence[str] = ("fp32",), backend: str = "onnxruntime",
@@ -72,9 +77,19 @@ def cmd_export(args) -> int:
         from ..errors import InputError
 
         raise InputError("name what to export: --models SPEC... or --for flexit|global|feu|deltaedit")
+    if args.triton_repo is not None:
+        from ..serve.triton_repo import check_repo_options
+
+        check_repo_options(args.triton_repo, max_batch=args.triton_max_batch, instances=args.triton_instances)
     rows = run_export(args.models, precisions=args.precision, backend=args.backend, out=args.out,
                       weights=args.weights_dir, random_weights=args.random_weights, seed=args.seed,
                       device=args.device, force=args.force, verify=not args.no_verify, list_only=args.list)
+    if args.triton_repo is not None and not args.list:
+        from ..serve.triton_repo import write_repo
+
+        for row, folder in zip(rows, write_repo(args.triton_repo, rows, max_batch=args.triton_max_batch,
+                                                 instances=args.triton_instances, instance_kind=args.triton_kind)):
+            row["triton_model"] = str(folder)
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0

@@ -23,7 +23,7 @@ from torch import nn
 
 from .. import weights as W
 from ..errors import BackendUnavailable
-from .metrics import resize_center_crop
+from ..models.preprocess import resize_center_crop
 
 log = logging.getLogger(__name__)
 

@@ -24,19 +24,9 @@ from typing import Mapping
 import torch
 
 from ..errors import InputError
+from ..models.preprocess import resize_center_crop
 
 LPIPS_SIZE = 256  # eval.py: resize(256) for LPIPS and Inception
-
-
-def resize_center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
-    """torchvision ``Resize(size) + CenterCrop(size)`` on [B, 3, H, W] tensors (antialiased bilinear)."""
-    from torchvision.transforms.v2 import functional as TF
-
-    if min(x.shape[-2:]) != size:
-        x = TF.resize(x, size, antialias=True)
-    if tuple(x.shape[-2:]) != (size, size):
-        x = TF.center_crop(x, [size, size])
-    return x
 
 
 def stack_resized(images, size: int) -> torch.Tensor:
@@ -160,5 +150,5 @@ class ReferenceStats:
         return cls.from_tensors(W.load_checkpoint(path))
 
 
-__all__ = ["resize_center_crop", "stack_resized", "quantize_uint8", "lpips_to_inputs", "restricted_argmax", "FeatureStats", "sfid",
+__all__ = ["stack_resized", "quantize_uint8", "lpips_to_inputs", "restricted_argmax", "FeatureStats", "sfid",
            "csfid", "ReferenceStats", "LPIPS_SIZE"]

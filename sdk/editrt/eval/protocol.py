@@ -28,6 +28,7 @@ import torch
 
 from .. import imageio
 from ..errors import InputError
+from ..models.preprocess import resize_center_crop
 from . import metrics as M
 from .queries import Query
 from .runners import Runner
@@ -234,7 +235,7 @@ def write_grid(world: World, runners: Sequence[Runner], queries: Sequence[Query]
             with Image.open(out / by_key[(rn.name, q.query_id)]["image"]) as im:
                 tiles.append(imageio.pil_to_tensor(im))
         for j, t in enumerate(tiles):
-            t = M.resize_center_crop(t[None], cell)[0]
+            t = resize_center_crop(t[None], cell)[0]
             grid.paste(imageio.tensor_to_pil(t.clamp(0, 1), rounding="round"), (label_w + j * cell, y))
     path = out / GRID_FILE
     imageio.save_image(grid, path)

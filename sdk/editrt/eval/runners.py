@@ -66,7 +66,7 @@ class EncodeRunner(Runner):
 
     @torch.no_grad()
     def __call__(self, images, queries, world):
-        from .metrics import resize_center_crop
+        from ..models.preprocess import resize_center_crop
 
         dev = next(self.vqgan.parameters()).device
         x = torch.stack([resize_center_crop(im[None], self.image_size)[0] for im in images]).clamp(0, 1).to(dev)

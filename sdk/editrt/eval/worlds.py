@@ -19,6 +19,7 @@ import torch
 
 from .. import imageio
 from ..errors import InputError
+from ..models.preprocess import resize_center_crop
 from . import metrics as M
 from .queries import Query, load_queries, read_queries, target_class_ids
 
@@ -158,7 +159,7 @@ class ImageNetWorld(World):
                              "(ImageNet train in wnid folders) or precomputed statistics with --stats")
         files = random.Random(class_id).sample(files, min(n, len(files)))
         for start in range(0, len(files), 32):
-            batch = [M.resize_center_crop(self._load(p)[None], M.LPIPS_SIZE)[0] for p in files[start:start + 32]]
+            batch = [resize_center_crop(self._load(p)[None], M.LPIPS_SIZE)[0] for p in files[start:start + 32]]
             yield torch.stack(batch)
 
     def describe(self):

@@ -40,6 +40,7 @@ from ..errors import InputError, NumericalError
 from ..engines.stages import EngineSet
 from ..models.clip import ClipEnsemble, ClipImageTower, ClipTextTower, load_ensemble
 from ..models.lpips import PerceptualDistance, load_lpips
+from ..models.preprocess import resize_center_crop
 from ..models.vqgan import VQGAN, VQGANDecoder, VQGANEncoder, load_vqgan
 from . import augment
 
@@ -203,8 +204,6 @@ class FlexIT:
     # -- preparation -----------------------------------------------------------------------------
     def load_images(self, images) -> torch.Tensor:
         """Inputs -> [B, 3, S, S] in [0, 1]: Resize(S) + CenterCrop(S) as the reference."""
-        from torchvision.transforms.v2 import functional as TF
-
         if isinstance(images, torch.Tensor) and images.ndim == 4:
             images = list(images)
         if not isinstance(images, (list, tuple)):
@@ -215,7 +214,7 @@ class FlexIT:
         out = []
         for k, img in enumerate(images):
             x = imageio.as_image_tensor(img, what=f"image {k}")
-            x = TF.center_crop(TF.resize(x, s, antialias=True), [s, s]).clamp(0, 1)
+            x = resize_center_crop(x, s).clamp(0, 1)
             out.append(x)
         return torch.stack(out).to(self.device)
 

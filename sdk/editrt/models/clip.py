@@ -1,22 +1,41 @@
-"""CLIP image and text towers (open_clip architectures), single nets and ensembles.
+"""CLIP image and text towers (any open_clip architecture), single nets and ensembles.
 
-Architectures are open_clip's (``RN50``, ``RN101``, ``RN50x4``, ``RN50x16``, ``ViT-B-32``,
-``ViT-B-16``) with QuickGELU as in OpenAI's release, plus ``tiny`` for tests and the toy world.
+Architectures (``name``):
+
+- any open_clip model-config name (``ViT-B-32``, ``ViT-L-14-336``, ``RN50x4``, ``ViT-B-32-quickgelu``,
+  ... as ``open_clip.list_models()``); OpenAI's spellings are accepted (``ViT-B/32``,
+  ``ViT-L/14@336px``);
+- a path to an open_clip model-config JSON (``model_configs/*.json``, or a Hugging Face
+  ``open_clip_config.json`` with ``model_cfg`` and ``preprocess_cfg``);
+- ``"auto"``: inferred from an OpenAI-layout state dict, as OpenAI ``clip/model.py``
+  ``build_model`` infers widths, depths and heads from tensor shapes;
+- ``"tiny"``: a small real ViT + text transformer for tests and the toy world (shipped trained
+  weights under ``editrt/data/toy``).
+
+Activation: open_clip's rule, the name's config decides (``ViT-B-32`` plain GELU as the
+LAION/DataComp weights, ``-quickgelu`` names QuickGELU), with OpenAI's release as open_clip's
+``pretrained="openai"`` treats it: for the architectures OpenAI published, an OpenAI TorchScript
+``.pt`` (the store's file for these names) and seeded random stand-ins use QuickGELU. OpenAI
+weights saved as a plain state dict need the ``-quickgelu`` name (as in open_clip). ``"auto"``
+builds QuickGELU, as ``build_model``.
+
 Weights: OpenAI's ``.pt`` (a TorchScript archive, read for its tensors only) or any open_clip
-state_dict (``.pt``/``.bin``/``.safetensors``). Names with a slash (``ViT-B/32``, as the
-reference code writes them) are accepted.
+state_dict (``.pt``/``.bin``/``.safetensors``).
 
 Deviation from the references: OpenAI's loader casts CLIP to fp16 on CUDA and FlexIT
 backpropagates through those fp16 weights. We keep fp32 weights and use autocast where the
-method enables it, which is at least as accurate (see REFERENCES.md §6).
+method enables it, which is at least as accurate.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
+import re
 import zipfile
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -24,62 +43,225 @@ from torch import nn
 
 from .. import weights as W
 from ..errors import InputError, WeightsError
-from .registry import ModelSpec, TensorSpec, register_provider
+from .arch import ArchConfig
+from .preprocess import Preprocess, resize_center_crop
+from .registry import ModelSpec, TensorSpec, register_family_specs, register_provider
 
 log = logging.getLogger(__name__)
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
-
-# Tiny open_clip config: a real ViT + text transformer, small enough for CPU tests and for the
-# toy world (trained on 64 px images). Vocabulary and context stay CLIP's so the tokenizer is real.
-TINY_CFG = {
-    "embed_dim": 64,
-    "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "patch_size": 8, "head_width": 32},
-    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
-}
-
+# Architectures OpenAI released (``clip.available_models()``), in open_clip spelling.
+OPENAI_RELEASES = ("RN50", "RN101", "RN50x4", "RN50x16", "RN50x64", "ViT-B-32", "ViT-B-16", "ViT-L-14",
+                   "ViT-L-14-336")
+# Names that get export specs (the references' nets and the toy one); any other name loads too.
 CLIP_NAMES = ("RN50", "RN101", "RN50x4", "RN50x16", "ViT-B-32", "ViT-B-16", "tiny")
+AUTO = "auto"
+_QUICKGELU = "-quickgelu"
+
+
+def _freeze(extra: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((k, json.dumps(v, sort_keys=True)) for k, v in extra.items()))
+
+
+def _thaw(extra: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+    return {k: json.loads(v) for k, v in extra}
+
+
+@dataclasses.dataclass(frozen=True)
+class ClipVisionConfig(ArchConfig):
+    """open_clip ``CLIPVisionCfg``: a ViT (``patch_size`` set) or a ModifiedResNet (``layers`` a 4-tuple)."""
+
+    image_size: int = 224  # input side, pixels
+    layers: int | tuple[int, ...] = 12  # ViT depth, or the ResNet's blocks per stage
+    width: int = 768  # ViT width, or the ResNet's stem width
+    patch_size: int | None = 32  # ViT patch side; None for ResNets
+    head_width: int = 64  # channels per attention head
+    extra: tuple[tuple[str, str], ...] = ()  # other CLIPVisionCfg fields, (name, JSON value)
+
+
+@dataclasses.dataclass(frozen=True)
+class ClipTextConfig(ArchConfig):
+    """open_clip ``CLIPTextCfg`` (CLIP's BPE vocabulary and causal text transformer)."""
+
+    context_length: int = 77
+    vocab_size: int = 49408
+    width: int = 512
+    heads: int = 8
+    layers: int = 12
+    extra: tuple[tuple[str, str], ...] = ()  # other CLIPTextCfg fields, (name, JSON value)
+
+
+@dataclasses.dataclass(frozen=True)
+class ClipConfig(ArchConfig):
+    """A CLIP architecture and its input pre-processing."""
+
+    embed_dim: int = 512  # joint embedding width
+    vision: ClipVisionConfig = ClipVisionConfig()
+    text: ClipTextConfig = ClipTextConfig()
+    quick_gelu: bool = False  # OpenAI's activation; open_clip's default is nn.GELU
+    mean: tuple[float, float, float] = OPENAI_MEAN
+    std: tuple[float, float, float] = OPENAI_STD
+    custom_text: bool = False  # open_clip CustomTextCLIP (text tower not under the CLIP root)
+    extra: tuple[tuple[str, str], ...] = ()  # other top-level open_clip keys, (name, JSON value)
+
+    @classmethod
+    def from_open_clip(cls, cfg: Mapping[str, Any], *, mean: Sequence[float] | None = None,
+                       std: Sequence[float] | None = None) -> "ClipConfig":
+        """From an open_clip model-config dict (``model_configs/<name>.json``)."""
+        cfg = dict(cfg)
+        if "multimodal_cfg" in cfg:
+            raise InputError("CoCa models (multimodal_cfg) are captioners, not CLIP dual encoders")
+        try:
+            v, t = dict(cfg.pop("vision_cfg")), dict(cfg.pop("text_cfg"))
+            embed_dim = int(cfg.pop("embed_dim"))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"not an open_clip model config (needs embed_dim, vision_cfg, text_cfg): {exc}") from None
+        if t.get("hf_model_name") or t.get("hf_tokenizer_name") or v.get("timm_model_name"):
+            raise InputError("open_clip configs with Hugging Face text towers or timm image towers are not "
+                             "supported (their tokenizers and weights come from other hubs)")
+        layers = v.pop("layers", 12)
+        vision = ClipVisionConfig(
+            image_size=int(v.pop("image_size", 224)),
+            layers=tuple(layers) if isinstance(layers, (list, tuple)) else int(layers),
+            width=int(v.pop("width", 768)), patch_size=v.pop("patch_size", None),
+            head_width=int(v.pop("head_width", 64)), extra=_freeze(v))
+        text = ClipTextConfig(**{k: int(t.pop(k)) for k in ("context_length", "vocab_size", "width", "heads", "layers")
+                                 if k in t}, extra=_freeze(t))
+        return cls(embed_dim=embed_dim, vision=vision, text=text, quick_gelu=bool(cfg.pop("quick_gelu", False)),
+                   mean=tuple(mean or OPENAI_MEAN), std=tuple(std or OPENAI_STD),
+                   custom_text=bool(cfg.pop("custom_text", False)), extra=_freeze(cfg))
+
+    def to_open_clip(self) -> dict[str, Any]:
+        """The keyword arguments of open_clip's ``CLIP`` / ``CustomTextCLIP`` (without quick_gelu)."""
+        v, t = self.vision, self.text
+        vision = {"image_size": v.image_size, "layers": list(v.layers) if isinstance(v.layers, tuple) else v.layers,
+                  "width": v.width, "head_width": v.head_width, **_thaw(v.extra)}
+        if v.patch_size is not None:
+            vision["patch_size"] = v.patch_size
+        text = {"context_length": t.context_length, "vocab_size": t.vocab_size, "width": t.width,
+                "heads": t.heads, "layers": t.layers, **_thaw(t.extra)}
+        return {"embed_dim": self.embed_dim, "vision_cfg": vision, "text_cfg": text, **_thaw(self.extra)}
+
+    @property
+    def preprocess(self) -> Preprocess:
+        """FlexIT ``test_prep`` / open_clip's eval transform: shorter side, centre crop, mean/std."""
+        return Preprocess(self.vision.image_size, self.mean, self.std, "shorter_side_center_crop")
+
+
+# Tiny config: a real ViT + text transformer, small enough for CPU tests and for the toy world
+# (trained on 64 px images). Vocabulary and context stay CLIP's so the tokenizer is real.
+TINY_CONFIG = ClipConfig(
+    embed_dim=64, quick_gelu=True,
+    vision=ClipVisionConfig(image_size=64, layers=2, width=64, patch_size=8, head_width=32),
+    text=ClipTextConfig(context_length=77, vocab_size=49408, width=64, heads=2, layers=2))
 
 
 def canonical_name(name: str) -> str:
-    """``ViT-B/32`` -> ``ViT-B-32``; unknown names raise InputError."""
-    canon = name.replace("/", "-")
-    if canon not in CLIP_NAMES:
-        raise InputError(f"unknown CLIP model {name!r}; known: {', '.join(CLIP_NAMES)}")
-    return canon
+    """OpenAI spellings -> open_clip's: ``ViT-B/32`` -> ``ViT-B-32``, ``ViT-L/14@336px`` -> ``ViT-L-14-336``."""
+    return re.sub(r"@(\d+)px$", r"-\1", str(name).strip()).replace("/", "-")
 
 
-def model_config(name: str) -> dict:
-    name = canonical_name(name)
-    if name == "tiny":
-        import copy
+def _open_clip_names() -> list[str]:
+    from open_clip.factory import list_models
 
-        return copy.deepcopy(TINY_CFG)
+    return list_models()
+
+
+def _read_config_json(path: Path) -> ClipConfig:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"CLIP model config {path} is not readable JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise InputError(f"CLIP model config {path} must hold a JSON object")
+    pre = data.get("preprocess_cfg") or {}
+    cfg = data.get("model_cfg", data)  # Hugging Face open_clip_config.json wraps the model config
+    try:
+        return ClipConfig.from_open_clip(cfg, mean=pre.get("mean"), std=pre.get("std"))
+    except InputError as exc:
+        raise InputError(f"CLIP model config {path}: {exc}") from None
+
+
+def model_config(name: str) -> ClipConfig:
+    """The architecture of ``name`` (see the module docstring); ``"auto"`` has none until a checkpoint."""
+    if str(name).endswith(".json"):
+        return _read_config_json(Path(name).expanduser())
+    canon = canonical_name(name)
+    if canon == "tiny":
+        return TINY_CONFIG
+    if canon == AUTO:
+        raise InputError("CLIP 'auto' has no fixed architecture: it is inferred from the checkpoint")
+    names = _open_clip_names()
+    if canon not in names:
+        close = [n for n in names if n.lower().startswith(canon.lower().split("-")[0])][:8]
+        raise InputError(f"unknown CLIP model {name!r}: not an open_clip architecture, a model-config .json "
+                         f"or 'auto' (infer from an OpenAI-layout checkpoint). Similar: {', '.join(close) or '-'}; "
+                         "all: open_clip.list_models()")
     from open_clip.factory import get_model_config
 
-    return get_model_config(name)
+    return ClipConfig.from_open_clip(get_model_config(canon))
+
+
+def store_key(name: str) -> str:
+    """Checkpoint key of ``name``: ``clip/<name>``; a ``-quickgelu`` name shares OpenAI's file."""
+    if str(name).endswith(".json"):
+        return f"clip/{Path(name).stem}"
+    canon = canonical_name(name)
+    base = canon[: -len(_QUICKGELU)] if canon.endswith(_QUICKGELU) else canon
+    return f"clip/{base if base in OPENAI_RELEASES else canon}"
+
+
+def _count(sd: Mapping[str, torch.Tensor], pattern: str) -> int:
+    rx = re.compile(pattern)
+    return len({m.group(1) for k in sd if (m := rx.match(k))})
+
+
+def config_from_state_dict(sd: Mapping[str, torch.Tensor]) -> ClipConfig:
+    """Architecture of an OpenAI-layout CLIP state dict (OpenAI ``clip/model.py`` ``build_model``).
+
+    Raises WeightsError when the keys are not those of a CLIP model.
+    """
+    try:
+        if "visual.proj" in sd:  # ViT
+            width = sd["visual.conv1.weight"].shape[0]
+            patch = sd["visual.conv1.weight"].shape[-1]
+            grid = round((sd["visual.positional_embedding"].shape[0] - 1) ** 0.5)
+            vision = ClipVisionConfig(image_size=patch * grid, patch_size=patch, width=width, head_width=64,
+                                      layers=_count(sd, r"visual\.transformer\.resblocks\.(\d+)\.attn\.in_proj_weight"))
+        else:  # ModifiedResNet
+            stages = tuple(_count(sd, rf"visual\.layer{i}\.(\d+)\.") for i in range(1, 5))
+            grid = round((sd["visual.attnpool.positional_embedding"].shape[0] - 1) ** 0.5)
+            vision = ClipVisionConfig(image_size=grid * 32, layers=stages, patch_size=None, head_width=64,
+                                      width=sd["visual.layer1.0.conv1.weight"].shape[0])
+        width = sd["ln_final.weight"].shape[0]
+        text = ClipTextConfig(context_length=sd["positional_embedding"].shape[0],
+                              vocab_size=sd["token_embedding.weight"].shape[0], width=width, heads=width // 64,
+                              layers=_count(sd, r"transformer\.resblocks\.(\d+)\."))
+        return ClipConfig(embed_dim=sd["text_projection"].shape[1], vision=vision, text=text, quick_gelu=True)
+    except (KeyError, IndexError, AttributeError) as exc:
+        raise WeightsError(f"cannot infer a CLIP architecture: the checkpoint lacks the OpenAI-layout key "
+                           f"{exc} (expected visual.*, transformer.*, token_embedding, text_projection)") from None
 
 
 def _register_known() -> None:
     from open_clip.pretrained import get_pretrained_url
 
-    for name in CLIP_NAMES:
-        if name == "tiny":
-            W.register_known(W.KnownFile("clip/tiny", "clip/tiny.safetensors", None,
-                                         "tiny CLIP has no public weights; train one with "
-                                         "scripts/train_toy.py or use random_init=True"))
-            continue
+    W.register_known(W.KnownFile("clip/tiny", "clip/tiny.safetensors", None,
+                                 "the toy world's tiny CLIP ships with editrt; retrain it with scripts/train_toy.py",
+                                 bundled="data/toy/clip_tiny.safetensors"))
+    for name in OPENAI_RELEASES:
         W.register_known(W.KnownFile(
             f"clip/{name}", f"clip/{name}.pt", get_pretrained_url(name, "openai") or None,
-            f"place OpenAI's {name}.pt (or an open_clip state_dict) there"))
+            f"place OpenAI's {name}.pt (or an open_clip state_dict, with the -quickgelu name for OpenAI weights) there"))
 
 
 _register_known()
 
 
-def _is_torchscript_archive(path: Path) -> bool:
-    if not zipfile.is_zipfile(path):
+def is_torchscript_archive(path: str | Path) -> bool:
+    path = Path(path)
+    if path.suffix == ".safetensors" or not path.is_file() or not zipfile.is_zipfile(path):
         return False
     with zipfile.ZipFile(path) as zf:
         return any(n.split("/", 1)[-1].startswith(("code/", "constants.pkl")) for n in zf.namelist())
@@ -93,7 +275,7 @@ def read_clip_state_dict(path: str | Path, *, allow_pickle: bool = False) -> dic
     prefix ``module.``.
     """
     path = Path(path)
-    if path.suffix != ".safetensors" and path.is_file() and _is_torchscript_archive(path):
+    if is_torchscript_archive(path):
         try:
             sd = torch.jit.load(str(path), map_location="cpu").state_dict()
         except Exception as exc:  # noqa: BLE001
@@ -105,7 +287,7 @@ def read_clip_state_dict(path: str | Path, *, allow_pickle: bool = False) -> dic
     if not isinstance(sd, dict) or not sd:
         raise WeightsError(f"{path} holds no CLIP state_dict")
     sd = {(k[7:] if k.startswith("module.") else k): v for k, v in sd.items()}
-    for meta in ("input_resolution", "context_length", "vocab_size"):
+    for meta in ("input_resolution", "context_length", "vocab_size", "attn_mask"):  # metadata, derived mask
         sd.pop(meta, None)
     return sd
 
@@ -118,18 +300,18 @@ class ClipNet(nn.Module):
     normalise), as FlexIT's deterministic ``test_prep``.
     """
 
-    def __init__(self, name: str, model: nn.Module, mean=OPENAI_MEAN, std=OPENAI_STD):
+    def __init__(self, name: str, model: nn.Module, config: ClipConfig):
         super().__init__()
         from open_clip.tokenizer import SimpleTokenizer
 
         self.name = name
         self.model = model
-        size = model.visual.image_size
-        self.image_size = int(size[0] if isinstance(size, (tuple, list)) else size)
-        self.context_length = int(model.context_length)
-        self.embed_dim = int(model.text_projection.shape[1])
-        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+        self.config = config
+        self.image_size = int(config.vision.image_size)
+        self.context_length = int(config.text.context_length)
+        self.embed_dim = int(config.embed_dim)
+        self.register_buffer("mean", torch.tensor(config.mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(config.std).view(1, 3, 1, 1), persistent=False)
         self._tokenizer = SimpleTokenizer(context_length=self.context_length)
 
     # -- text ---------------------------------------------------------------------------------
@@ -159,20 +341,9 @@ class ClipNet(nn.Module):
     def normalize(self, x01: torch.Tensor) -> torch.Tensor:
         return (x01 - self.mean.to(x01.dtype)) / self.std.to(x01.dtype)
 
-    def resize_crop(self, x: torch.Tensor) -> torch.Tensor:
-        """Resize the shorter side to ``image_size`` (bilinear, antialiased) and center crop."""
-        from torchvision.transforms.v2 import functional as TF
-
-        s = self.image_size
-        if min(x.shape[-2:]) != s:
-            x = TF.resize(x, s, antialias=True)
-        if tuple(x.shape[-2:]) != (s, s):
-            x = TF.center_crop(x, [s, s])
-        return x
-
     def preprocess(self, x01: torch.Tensor) -> torch.Tensor:
-        """[N, 3, H, W] in [0, 1] -> normalised [N, 3, S, S]."""
-        return self.normalize(self.resize_crop(x01))
+        """[N, 3, H, W] in [0, 1] -> normalised [N, 3, S, S] (shorter side, centre crop)."""
+        return self.normalize(resize_center_crop(x01, self.image_size))
 
     def encode_image(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised images [N, 3, S, S] -> unnormalised embeddings [N, D]."""
@@ -183,33 +354,52 @@ class ClipNet(nn.Module):
         return F.normalize(self.encode_image(self.preprocess(x01)).float(), dim=-1)
 
 
-def build_clip(name: str) -> nn.Module:
-    """The open_clip ``CLIP`` module of ``name`` with fresh (seed-dependent) weights."""
-    from open_clip.model import CLIP
+def build_clip(config: ClipConfig | str) -> nn.Module:
+    """The open_clip ``CLIP`` (or ``CustomTextCLIP``) module of ``config`` with fresh weights."""
+    from open_clip.model import CLIP, CustomTextCLIP
 
-    return CLIP(**model_config(name), quick_gelu=True)
+    cfg = model_config(config) if isinstance(config, str) else config
+    cls = CustomTextCLIP if cfg.custom_text else CLIP
+    try:
+        return cls(**cfg.to_open_clip(), quick_gelu=cfg.quick_gelu)
+    except (TypeError, ValueError, KeyError, AssertionError) as exc:
+        raise InputError(f"open_clip cannot build this CLIP architecture: {exc}") from None
 
 
 def load_clip(name: str, *, weights: W.WeightsArg = None, path: str | Path | None = None,
               random_init: bool = False, seed: int = 0, device: str | torch.device = "cpu",
               download: bool = False, allow_pickle: bool = False) -> ClipNet:
-    """Build CLIP ``name`` and load its weights (or seeded random ones when ``random_init``).
+    """Build CLIP ``name`` (see the module docstring) and load its weights (or seeded random
+    ones when ``random_init``).
 
     The returned net is in eval mode with ``requires_grad`` off: FlexIT differentiates with
-    respect to its input only.
+    respect to its input only. Raises InputError for an unknown architecture and WeightsError
+    for a missing, unreadable or mismatching checkpoint.
     """
-    name = canonical_name(name)
-    with W.seeded(seed):
-        model = build_clip(name)
+    auto = canonical_name(name) == AUTO
+    if auto and random_init:
+        raise InputError("CLIP 'auto' infers the architecture from a checkpoint; it cannot be random_init")
+    cfg = None if auto else model_config(name)
+    label = Path(name).stem if str(name).endswith(".json") else canonical_name(name)
+    ckpt, sd = None, None
     if not random_init:
-        ckpt = W.resolve(f"clip/{name}", path=path, weights=weights, download=download)
+        ckpt = W.resolve(store_key(name), path=path, weights=weights, download=download)
         sd = read_clip_state_dict(ckpt, allow_pickle=allow_pickle)
+    if cfg is None:
+        cfg = config_from_state_dict(sd)
+        label = Path(ckpt).stem
+    elif (canonical_name(name) in OPENAI_RELEASES and not cfg.quick_gelu
+          and (random_init or is_torchscript_archive(ckpt))):
+        cfg = dataclasses.replace(cfg, quick_gelu=True)  # OpenAI's release (open_clip pretrained="openai")
+    with W.seeded(seed):
+        model = build_clip(cfg)
+    if sd is not None:
         if "logit_scale" in sd and sd["logit_scale"].ndim != model.logit_scale.ndim:
             sd["logit_scale"] = sd["logit_scale"].reshape(model.logit_scale.shape)
-        W.load_into(model, sd, what=f"CLIP {name} ({ckpt})",
+        W.load_into(model, sd, what=f"CLIP {label} ({ckpt})",
                     ignore_prefixes=("logit_bias",) if getattr(model, "logit_bias", None) is None else ())
-        log.info("loaded CLIP %s from %s", name, ckpt)
-    net = ClipNet(name, model).eval().requires_grad_(False)
+        log.info("loaded CLIP %s from %s (%s)", label, ckpt, "QuickGELU" if cfg.quick_gelu else "GELU")
+    net = ClipNet(label, model, cfg).eval().requires_grad_(False)
     return net.to(device)
 
 
@@ -261,7 +451,7 @@ class ClipImageTower(nn.Module):
 class ClipTextTower(nn.Module):
     """Export wrapper: int32 token ids [B, ctx] -> unnormalised embedding [B, D].
 
-    int32 ids because ONNX Runtime lacks ArgMax on int64 (the EOT pooling); see ANCHORS.md §7.
+    int32 ids because ONNX Runtime lacks ArgMax on int64 (the EOT pooling).
     """
 
     def __init__(self, net: ClipNet):
@@ -275,43 +465,49 @@ class ClipTextTower(nn.Module):
 
 def _specs():
     for name in CLIP_NAMES:
-        cfg = model_config(name)
-        size = cfg["vision_cfg"]["image_size"]
-        ctx = cfg["text_cfg"]["context_length"]
-        dim = cfg["embed_dim"]
+        yield from specs_for(name)
 
-        def build_image(weights=None, random_init=False, seed=0, _n=name, **kw):
-            return ClipImageTower(load_clip(_n, weights=weights, random_init=random_init, seed=seed, **kw)).eval()
 
-        def build_text(weights=None, random_init=False, seed=0, _n=name, **kw):
-            return ClipTextTower(load_clip(_n, weights=weights, random_init=random_init, seed=seed, **kw)).eval()
+def specs_for(name: str):
+    """The image and text tower specs of any CLIP architecture name (registry's on-demand lookup)."""
+    cfg = model_config(name)
+    name = canonical_name(name)
+    size, ctx, dim = cfg.vision.image_size, cfg.text.context_length, cfg.embed_dim
+    def build_image(weights=None, random_init=False, seed=0, _n=name, **kw):
+        return ClipImageTower(load_clip(_n, weights=weights, random_init=random_init, seed=seed, **kw)).eval()
 
-        def sample_text(seed=0, B=2, _ctx=ctx, **_):
-            gen = torch.Generator().manual_seed(seed)
-            tokens = torch.zeros(B, _ctx, dtype=torch.int32)
-            for i in range(B):  # SOT, random words, EOT (the highest id, found by argmax)
-                n = int(torch.randint(1, _ctx - 2, (1,), generator=gen))
-                tokens[i, 0] = 49406
-                tokens[i, 1:n + 1] = torch.randint(1, 49000, (n,), generator=gen, dtype=torch.int32)
-                tokens[i, n + 1] = 49407
-            return {"tokens": tokens}
+    def build_text(weights=None, random_init=False, seed=0, _n=name, **kw):
+        return ClipTextTower(load_clip(_n, weights=weights, random_init=random_init, seed=seed, **kw)).eval()
 
-        yield ModelSpec(
-            name=f"clip/{name}/image", build=build_image,
-            inputs=(TensorSpec("image", ("B", 3, size, size)),),
-            outputs=(TensorSpec("embedding", ("B", dim)),),
-            profile={"B": (1, 8, 32)}, fp32_ops=("LayerNormalization", "Softmax"),
-            description=f"CLIP {name} image tower (normalised input at {size} px)")
-        yield ModelSpec(
-            name=f"clip/{name}/text", build=build_text,
-            inputs=(TensorSpec("tokens", ("B", ctx), torch.int32),),
-            outputs=(TensorSpec("embedding", ("B", dim)),),
-            profile={"B": (1, 2, 160)}, sample=sample_text,
-            fp32_ops=("LayerNormalization", "Softmax"),
-            description=f"CLIP {name} text tower (int32 token ids)")
+    def sample_text(seed=0, B=2, _ctx=ctx, **_):
+        gen = torch.Generator().manual_seed(seed)
+        tokens = torch.zeros(B, _ctx, dtype=torch.int32)
+        for i in range(B):  # SOT, random words, EOT (the highest id, found by argmax)
+            n = int(torch.randint(1, _ctx - 2, (1,), generator=gen))
+            tokens[i, 0] = 49406
+            tokens[i, 1:n + 1] = torch.randint(1, 49000, (n,), generator=gen, dtype=torch.int32)
+            tokens[i, n + 1] = 49407
+        return {"tokens": tokens}
+
+    yield ModelSpec(
+        name=f"clip/{name}/image", build=build_image,
+        inputs=(TensorSpec("image", ("B", 3, size, size)),),
+        outputs=(TensorSpec("embedding", ("B", dim)),),
+        profile={"B": (1, 8, 32)}, fp32_ops=("LayerNormalization", "Softmax"),
+        description=f"CLIP {name} image tower (normalised input at {size} px)", preprocess=cfg.preprocess)
+    yield ModelSpec(
+        name=f"clip/{name}/text", build=build_text,
+        inputs=(TensorSpec("tokens", ("B", ctx), torch.int32),),
+        outputs=(TensorSpec("embedding", ("B", dim)),),
+        profile={"B": (1, 2, 160)}, sample=sample_text,
+        fp32_ops=("LayerNormalization", "Softmax"),
+        description=f"CLIP {name} text tower (int32 token ids)")
 
 
 register_provider(_specs)
+register_family_specs("clip", specs_for)
 
-__all__ = ["ClipNet", "ClipEnsemble", "load_clip", "load_ensemble", "read_clip_state_dict",
-           "canonical_name", "CLIP_NAMES", "OPENAI_MEAN", "OPENAI_STD", "TINY_CFG"]
+__all__ = ["ClipNet", "ClipEnsemble", "ClipConfig", "ClipVisionConfig", "ClipTextConfig", "load_clip",
+           "load_ensemble", "build_clip", "read_clip_state_dict", "config_from_state_dict", "model_config",
+           "store_key", "canonical_name", "CLIP_NAMES", "OPENAI_RELEASES", "OPENAI_MEAN", "OPENAI_STD",
+           "TINY_CONFIG"]

@@ -1,4 +1,4 @@
-"""DeltaEdit's Delta Mapper: (S code, CLIP condition) -> S-space delta (REFERENCES.md §4.3).
+"""DeltaEdit's Delta Mapper: (S code, CLIP condition) -> S-space delta (DeltaEdit delta_mapper.py).
 
 The network is the reference ``delta_mapper.py`` module tree, so ``net_face.pth`` loads with its
 state_dict keys unchanged: ``{sm,cm,fm}_{coarse,medium,fine}.mapping.{i}.{weight,bias}`` with
@@ -31,6 +31,7 @@ from torch import nn
 
 from .. import weights as W
 from ..errors import InputError, WeightsError
+from .arch import ArchConfig
 from .registry import ModelSpec, TensorSpec, register_provider
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ _LRELU_SCALE = math.sqrt(2.0)
 
 
 @dataclasses.dataclass(frozen=True)
-class DeltaMapperConfig:
+class DeltaMapperConfig(ArchConfig):
     """Widths of the three groups of the 17-layer conv style code.
 
     coarse: the first ``coarse_layers`` conv styles (each ``coarse_width`` channels); medium: the
@@ -188,22 +189,20 @@ _register_known()
 
 
 def load_delta_mapper(name: str = "ffhq", *, weights: W.WeightsArg = None, path=None,
-                      random_init: bool = False, seed: int = 0, config: DeltaMapperConfig | None = None,
-                      device: str | torch.device = "cpu") -> DeltaMapper:
-    """Build the Delta Mapper ``name`` ("ffhq" | "tiny") and load ``net_face.pth``-format weights.
+                      random_init: bool = False, seed: int = 0, device: str | torch.device = "cpu",
+                      download: bool = False, allow_pickle: bool = False) -> DeltaMapper:
+    """Build the Delta Mapper ``name`` (a key of :data:`CONFIGS`) and load ``net_face.pth``-format weights.
 
     ``net_face.pth`` is a plain state_dict; a dict wrapping it under ``state_dict`` is accepted.
-    ``config`` overrides the architecture (e.g. from :meth:`DeltaMapperConfig.for_layout`).
+    A mapper for another generator's layout is ``DeltaMapper(DeltaMapperConfig.for_layout(...))``.
     """
-    if config is None:
-        if name not in CONFIGS:
-            raise InputError(f"unknown Delta Mapper {name!r}; known: {sorted(CONFIGS)}")
-        config = CONFIGS[name]
+    if name not in CONFIGS:
+        raise InputError(f"unknown Delta Mapper {name!r}; known: {sorted(CONFIGS)}")
     with W.seeded(seed):
-        net = DeltaMapper(config)
+        net = DeltaMapper(CONFIGS[name])
     if not random_init:
-        ckpt = W.resolve(f"deltaedit/{name}/mapper", path=path, weights=weights)
-        sd = W.load_checkpoint(ckpt)
+        ckpt = W.resolve(f"deltaedit/{name}/mapper", path=path, weights=weights, download=download)
+        sd = W.load_checkpoint(ckpt, allow_pickle=allow_pickle)
         if isinstance(sd, dict) and isinstance(sd.get("state_dict"), dict):
             sd = sd["state_dict"]
         if not isinstance(sd, dict):

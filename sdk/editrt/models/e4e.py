@@ -33,9 +33,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import ConfigBase
 from ..errors import InputError, WeightsError
 from ..weights import KnownFile, WeightsArg, load_checkpoint, load_into, register_known, resolve, seeded
+from .arch import ArchConfig
+from .preprocess import Preprocess
 from .registry import ModelSpec, TensorSpec, register_provider
 from .stylegan2_ops import EqualLinear
 
@@ -46,7 +47,7 @@ E4E_STD = (0.5, 0.5, 0.5)
 
 
 @dataclasses.dataclass(frozen=True)
-class E4EConfig(ConfigBase):
+class E4EConfig(ArchConfig):
     """Encoder architecture; the defaults are the public FFHQ e4e (ir_se50, 18 x 512 W+)."""
 
     units: tuple[int, ...] = (3, 4, 14, 3)  # bottlenecks per stage (ResNet-50 IR)
@@ -173,18 +174,22 @@ class Encoder4Editing(nn.Module):
         return 1 if i < self.config.coarse_ind else 2 if i < self.config.middle_ind else 4
 
     @classmethod
-    def load(cls, name_or_path: str | os.PathLike = "ffhq", *, weights: WeightsArg = None, random_init: bool = False,
-             seed: int = 0, device: Any = "cpu", allow_pickle: bool = False, download: bool = False
-             ) -> "Encoder4Editing":
-        """Build in eval mode from a config name (weights via ``weights`` / store key ``e4e/<name>``)
-        or a checkpoint path (ffhq architecture). random_init: seeded random weights."""
-        name = str(name_or_path)
+    def load(cls, name: str | os.PathLike = "ffhq", *, weights: WeightsArg = None, path: str | os.PathLike | None = None,
+             random_init: bool = False, seed: int = 0, device: Any = "cpu", download: bool = False,
+             allow_pickle: bool = False) -> "Encoder4Editing":
+        """Build in eval mode from a config name (weights via ``path`` / ``weights`` / store key
+        ``e4e/<name>``) or a checkpoint path (ffhq architecture). random_init: seeded random weights."""
+        name = str(name)
         if name in E4E_CONFIGS:
             cfg = E4E_CONFIGS[name]
             if random_init:
                 with seeded(seed):
                     return cls(name).to(device).eval()
-            if weights is not None and not isinstance(weights, Mapping) and Path(weights).expanduser().is_file():
+            if path is not None:
+                path = Path(path).expanduser()
+                if not path.is_file():
+                    raise WeightsError(f"checkpoint for e4e/{name} not found at {path}")
+            elif weights is not None and not isinstance(weights, Mapping) and Path(weights).expanduser().is_file():
                 path = Path(weights).expanduser()
             else:
                 try:
@@ -194,7 +199,7 @@ class Encoder4Editing(nn.Module):
                         raise
                     raise WeightsError(f"{exc} (or random_init=True for seeded random weights)") from None
         else:
-            path, cfg = Path(name).expanduser(), E4E_CONFIGS["ffhq"]
+            path, cfg = Path(path if path is not None else name).expanduser(), E4E_CONFIGS["ffhq"]
             if not path.is_file():
                 raise InputError(f"{name!r} is neither a known e4e config ({sorted(E4E_CONFIGS)}) nor a file")
         enc = cls(name if name in E4E_CONFIGS else cfg)
@@ -291,7 +296,8 @@ def _specs() -> Iterator[ModelSpec]:
         yield ModelSpec(
             name=f"e4e/{name}/encoder", build=build, inputs=(TensorSpec("image", ("B", 3, s, s)),),
             outputs=(TensorSpec("w_plus", ("B", cfg.n_styles, cfg.style_dim)),),
-            description=f"e4e encoder: {s}px image normalised to [-1,1] -> W+ (latent_avg added)")
+            description=f"e4e encoder: {s}px image normalised to [-1,1] -> W+ (latent_avg added)",
+            preprocess=Preprocess(s, E4E_MEAN, E4E_STD, resize="shorter_side"))
 
 
 register_provider(_specs)

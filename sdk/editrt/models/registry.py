@@ -15,6 +15,7 @@ from typing import Callable, Iterator
 import torch
 
 from ..errors import InputError
+from .preprocess import Preprocess
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +53,8 @@ class ModelSpec:
         sample: optional ``sample(**axes) -> dict[name, Tensor]``; default draws from ``randn``
             (floats) or zeros (ints).
         fp32_ops: op types kept in fp32 in reduced-precision graphs (normalisations that overflow).
+        preprocess: for an image input, how a [0, 1] RGB image becomes it (size, mean, std,
+            resize mode); None for non-image inputs.
     """
 
     name: str
@@ -63,6 +66,7 @@ class ModelSpec:
     sample: Callable[..., dict[str, torch.Tensor]] | None = None
     fp32_ops: tuple[str, ...] = ()
     description: str = ""
+    preprocess: Preprocess | None = None
 
     def sample_inputs(self, seed: int = 0, **axes: int) -> dict[str, torch.Tensor]:
         sizes = {**self.axes, **axes}
@@ -99,21 +103,27 @@ def register(spec: ModelSpec) -> ModelSpec:
     return spec
 
 
+_FAMILY_SPECS: dict[str, Callable[[str], Iterator[ModelSpec]]] = {}
+
+
+def register_family_specs(family: str, specs_for: Callable[[str], Iterator[ModelSpec]]) -> None:
+    """Let ``get_spec("<family>/<arch>/<part>")`` build the specs of an architecture that is not
+    pre-registered (CLIP: any open_clip name) by calling ``specs_for(arch)``."""
+    _FAMILY_SPECS[family] = specs_for
+
+
 def register_provider(provider: Callable[[], Iterator[ModelSpec]]) -> None:
     """Register a function that yields specs lazily (model modules call this at import)."""
     _PROVIDERS.append(provider)
 
 
 def _load_all() -> None:
-    # Importing the model modules registers their providers.
-    from . import clip, vqgan  # noqa: F401
+    # Importing the exportable families (models/catalog.py) registers their providers.
+    from . import catalog
 
-    for mod in ("stylegan2", "delta_mapper", "e4e"):
-        try:
-            __import__(f"{__package__}.{mod}")
-        except ModuleNotFoundError as exc:  # a family not built yet
-            if exc.name != f"{__package__}.{mod}":
-                raise
+    for fam in catalog.FAMILIES:
+        if fam.exportable:
+            catalog.import_family(fam.name)
     while _PROVIDERS:
         for spec in _PROVIDERS.pop()():
             _SPECS.setdefault(spec.name, spec)
@@ -121,6 +131,13 @@ def _load_all() -> None:
 
 def get_spec(name: str) -> ModelSpec:
     _load_all()
+    family, _, rest = name.partition("/")
+    if name not in _SPECS and family in _FAMILY_SPECS and "/" in rest:
+        try:
+            for spec in _FAMILY_SPECS[family](rest.rsplit("/", 1)[0]):
+                _SPECS.setdefault(spec.name, spec)
+        except InputError:
+            pass  # not an architecture of that family: reported below with the known names
     if name not in _SPECS:
         known = ", ".join(sorted(_SPECS))
         raise InputError(f"unknown model spec {name!r}; known: {known}")

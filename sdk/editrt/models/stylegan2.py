@@ -17,7 +17,7 @@ Public API (everything else is private)::
     code.with_conv_view(flat)    # replace conv layers, keep tRGB (DeltaEdit decoder_validate)
     code["conv1_4"], code[0:2], StyleCode.cat([...]), code + delta, 2.0 * code, code.to("cuda")
 
-S-space definition (REFERENCES.md §2.2): for each style layer L, ``s_L = L.conv.modulation(w[:, i_L])``
+S-space definition (StyleCLIP global_torch/manipulate.py): for each style layer L, ``s_L = L.conv.modulation(w[:, i_L])``
 with the W+ index pattern conv1_4:0, torgb_4:1, then per resolution r = 8..size (block k):
 conv0_r: 1+2k, conv1_r: 2+2k, torgb_r: 3+2k. Channel counts are the layers' *input* channels.
 Layer names: ``conv1_4, torgb_4, conv0_8, conv1_8, torgb_8, ..., torgb_<size>``; ``StyleLayer.reference_name``
@@ -56,10 +56,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import ConfigBase
 from ..errors import InputError, WeightsError
 from ..weights import KnownFile, WeightsArg, load_into, register_known, resolve, seeded
 from . import stylegan2_convert as convert
+from .arch import ArchConfig
 from .registry import ModelSpec, TensorSpec, register_provider
 from .stylegan2_ops import MODCONV_MODES, ConstantInput, EqualLinear, ModulatedConv2d, PixelNorm, StyledConv, ToRGB
 
@@ -74,7 +74,7 @@ LATENT_AVG_SAMPLES = 4096  # rosinality generate.py: g_ema.mean_latent(4096)
 
 
 @dataclasses.dataclass(frozen=True)
-class StyleGAN2Config(ConfigBase):
+class StyleGAN2Config(ArchConfig):
     """Architecture of a rosinality/NVIDIA StyleGAN2 generator.
 
     channels(res) = min(channel_max, channel_base // res); rosinality ``channel_multiplier=cm``
@@ -469,30 +469,34 @@ class StyleGAN2(nn.Module):
 
     # loading ----------------------------------------------------------------------------------
     @classmethod
-    def load(cls, name_or_path: str | os.PathLike = "ffhq-1024", *, weights: WeightsArg = None,
-             random_init: bool = False, seed: int = 0, device: Any = "cpu", allow_pickle: bool = False,
-             download: bool = False) -> "StyleGAN2":
+    def load(cls, name: str | os.PathLike = "ffhq-1024", *, weights: WeightsArg = None,
+             path: str | os.PathLike | None = None, random_init: bool = False, seed: int = 0, device: Any = "cpu",
+             download: bool = False, allow_pickle: bool = False) -> "StyleGAN2":
         """Build a generator in eval mode.
 
-        name_or_path: a config name (``STYLEGAN2_CONFIGS``; weights from ``weights`` / the store
+        name: a config name (``STYLEGAN2_CONFIGS``; weights from ``path`` / ``weights`` / the store
         under key ``stylegan2/<name>``) or a checkpoint path (architecture inferred from its keys).
         weights: a checkpoint file, a store folder, or a ``{key: path}`` mapping (weights.resolve).
         random_init: seeded random weights instead of a checkpoint (never silently).
         Raises WeightsError when the checkpoint is missing, unreadable, or for another
         architecture / resolution.
         """
-        name = str(name_or_path)
+        name = str(name)
         if name in STYLEGAN2_CONFIGS:
             cfg = STYLEGAN2_CONFIGS[name]
             if random_init:
                 return cls.random(name, seed=seed).to(device).eval()
-            if weights is not None and not isinstance(weights, Mapping) and Path(weights).expanduser().is_file():
+            if path is not None:
+                path = Path(path).expanduser()
+                if not path.is_file():
+                    raise WeightsError(f"checkpoint for stylegan2/{name} not found at {path}")
+            elif weights is not None and not isinstance(weights, Mapping) and Path(weights).expanduser().is_file():
                 path = Path(weights).expanduser()
             else:
                 path = _resolve(f"stylegan2/{name}", weights, download)
             what = f"StyleGAN2 {name}"
         else:
-            path = Path(name).expanduser()
+            path = Path(path if path is not None else name).expanduser()
             if not path.is_file():
                 raise InputError(f"{name!r} is neither a known StyleGAN2 config ({sorted(STYLEGAN2_CONFIGS)}) "
                                  "nor an existing checkpoint file")

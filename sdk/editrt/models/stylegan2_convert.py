@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import torch
 
+from .. import checkpoint_format as fmt
 from ..errors import WeightsError
 from ..weights import load_checkpoint
 
@@ -257,6 +258,10 @@ def read_generator_checkpoint(path: str | Path, *, allow_pickle: bool = False
 
     path = Path(path)
     if path.suffix == ".pkl":
+        if fmt.sniff(path) != "pickle":
+            raise WeightsError(f"{path} is not a network pickle: it is {fmt.describe(path)}")
+        if fmt.scan_pickle(path).truncated:
+            raise WeightsError(f"{path} is a truncated pickle; download or copy it again")
         if not allow_pickle:
             raise WeightsError(f"{path} is an NVIDIA network pickle; reading it unpickles arbitrary objects. "
                                "If you trust the file, pass allow_pickle=True (CLI: --allow-pickle); "
@@ -266,7 +271,8 @@ def read_generator_checkpoint(path: str | Path, *, allow_pickle: bool = False
         hint = StyleGAN2Config(conv_clamp=None if clamp is None else float(clamp))
         sd, w_avg = nvidia_to_rosinality(state)
         return sd, w_avg, hint
-    ckpt = load_checkpoint(path, allow_pickle=allow_pickle)
+    # rosinality's train.py saves its argparse ``args`` beside the weights: read as a placeholder
+    ckpt = load_checkpoint(path, allow_pickle=allow_pickle, stub_globals=("argparse.Namespace",))
     if not isinstance(ckpt, Mapping):
         raise WeightsError(f"{path} holds a {type(ckpt).__name__}, not a StyleGAN2 checkpoint dict")
     latent_avg = ckpt.get("latent_avg") if isinstance(ckpt.get("latent_avg"), torch.Tensor) else None

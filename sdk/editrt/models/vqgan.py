@@ -13,36 +13,77 @@ FlexIT's ``soft_clamp(beta=5)``.
 from __future__ import annotations
 
 import contextlib
-import copy
+import dataclasses
 import io
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 from torch import nn
 
 from .. import weights as W
 from ..errors import InputError, WeightsError
+from .arch import ArchConfig
+from .preprocess import Preprocess
 from .registry import ModelSpec, TensorSpec, register_provider
 
 log = logging.getLogger(__name__)
 
-_F16_DDCONFIG = {
-    "double_z": False, "z_channels": 256, "resolution": 256, "in_channels": 3, "out_ch": 3,
-    "ch": 128, "ch_mult": [1, 1, 2, 2, 4], "num_res_blocks": 2, "attn_resolutions": [16],
-    "dropout": 0.0,
-}
+@dataclasses.dataclass(frozen=True)
+class TamingDDConfig(ArchConfig):
+    """taming ``ddconfig`` (``Encoder``/``Decoder`` arguments); defaults are the ImageNet f16 models."""
 
-# name -> taming VQModel params (the `model.params` block of model.yaml)
-VQGAN_CONFIGS: dict[str, dict[str, Any]] = {
-    "vqgan_imagenet_f16_1024": {"embed_dim": 256, "n_embed": 1024, "ddconfig": _F16_DDCONFIG},
-    "vqgan_imagenet_f16_16384": {"embed_dim": 256, "n_embed": 16384, "ddconfig": _F16_DDCONFIG},
-    # f8 autoencoder for 64 px images: 8x8 latents, small enough to train on a CPU (toy world)
-    "tiny": {"embed_dim": 32, "n_embed": 256, "ddconfig": {
-        "double_z": False, "z_channels": 32, "resolution": 64, "in_channels": 3, "out_ch": 3,
-        "ch": 32, "ch_mult": [1, 2, 2, 4], "num_res_blocks": 1, "attn_resolutions": [8],
-        "dropout": 0.0}},
+    double_z: bool = False
+    z_channels: int = 256  # encoder output / decoder input channels
+    resolution: int = 256  # training resolution (sets where attention sits)
+    in_channels: int = 3
+    out_ch: int = 3
+    ch: int = 128  # base width
+    ch_mult: tuple[int, ...] = (1, 1, 2, 2, 4)  # width multipliers; downsampling 2 ** (len - 1)
+    num_res_blocks: int = 2
+    attn_resolutions: tuple[int, ...] = (16,)
+    dropout: float = 0.0
+
+    def as_kwargs(self) -> dict[str, Any]:
+        return {**self.to_dict()}
+
+
+@dataclasses.dataclass(frozen=True)
+class VQGANConfig(ArchConfig):
+    """taming ``VQModel`` params (the ``model.params`` block of model.yaml, without the loss)."""
+
+    embed_dim: int = 256  # latent channels
+    n_embed: int = 1024  # codebook size (kept for key parity; FlexIT never quantises)
+    ddconfig: TamingDDConfig = TamingDDConfig()
+    image_size: int = 288  # resolution of the export specs (FlexIT's)
+
+    @property
+    def downsample(self) -> int:
+        return 2 ** (len(self.ddconfig.ch_mult) - 1)
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any], *, image_size: int = 288) -> "VQGANConfig":
+        """From a model.yaml ``model.params`` mapping (extra keys such as ``lossconfig`` ignored)."""
+        dd = dict(params["ddconfig"])
+        fields = {f.name for f in dataclasses.fields(TamingDDConfig)}
+        unknown = sorted(set(dd) - fields)
+        if unknown:
+            raise InputError(f"ddconfig has keys taming's Encoder/Decoder do not take: {unknown}")
+        for k in ("ch_mult", "attn_resolutions"):
+            if k in dd:
+                dd[k] = tuple(dd[k])
+        return cls(embed_dim=int(params["embed_dim"]), n_embed=int(params["n_embed"]),
+                   ddconfig=TamingDDConfig(**dd), image_size=image_size)
+
+
+# name -> architecture (f16 ImageNet models as released; a tiny f8 model for 64 px images,
+# 8x8 latents, small enough to train on a CPU: the toy world's)
+VQGAN_CONFIGS: dict[str, VQGANConfig] = {
+    "vqgan_imagenet_f16_1024": VQGANConfig(embed_dim=256, n_embed=1024),
+    "vqgan_imagenet_f16_16384": VQGANConfig(embed_dim=256, n_embed=16384),
+    "tiny": VQGANConfig(embed_dim=32, n_embed=256, image_size=64, ddconfig=TamingDDConfig(
+        z_channels=32, resolution=64, ch=32, ch_mult=(1, 2, 2, 4), num_res_blocks=1, attn_resolutions=(8,))),
 }
 
 _SOURCES = {  # public checkpoints (taming-transformers README; FlexIT install.sh)
@@ -51,22 +92,35 @@ _SOURCES = {  # public checkpoints (taming-transformers README; FlexIT install.s
 }
 
 
+# Where a taming checkpoint sits inside a folder, as downloaded or trained: the editrt store,
+# the release folders (<dir>/last.ckpt, <dir>/ckpts/last.ckpt) and taming's log folders
+# (<dir>/checkpoints/last.ckpt with <dir>/configs/*-project.yaml).
+CHECKPOINT_LAYOUTS = ("vqgan/{name}/last.ckpt", "last.ckpt", "checkpoints/last.ckpt", "ckpts/last.ckpt")
+
+
 def _register_known() -> None:
     for name in VQGAN_CONFIGS:
         src = _SOURCES.get(name)
-        how = (f"download last.ckpt and model.yaml of {name} from taming-transformers" if src else
-               "tiny VQGAN has no public weights; train one with scripts/train_toy.py or use random_init=True")
+        if src is None:  # the toy world's, shipped inside the package (no model.yaml needed)
+            W.register_known(W.KnownFile(
+                f"vqgan/{name}", f"vqgan/{name}/last.ckpt", None,
+                "the toy world's tiny VQGAN ships with editrt; retrain it with scripts/train_toy.py",
+                bundled="data/toy/vqgan_tiny.safetensors", folder_layouts=CHECKPOINT_LAYOUTS[1:]))
+            continue
+        how = (f"download last.ckpt and model.yaml of {name} from taming-transformers (or pass the "
+               "downloaded folder as weights=/--weights-dir)")
         W.register_known(W.KnownFile(f"vqgan/{name}", f"vqgan/{name}/last.ckpt",
-                                     src and src + "ckpts%2Flast.ckpt&dl=1", how))
+                                     src + "ckpts%2Flast.ckpt&dl=1", how, folder_layouts=CHECKPOINT_LAYOUTS[1:]))
         W.register_known(W.KnownFile(f"vqgan/{name}/config", f"vqgan/{name}/model.yaml",
-                                     src and src + "configs%2Fmodel.yaml&dl=1", how))
+                                     src + "configs%2Fmodel.yaml&dl=1", how,
+                                     folder_layouts=("model.yaml", "configs/model.yaml")))
 
 
 _register_known()
 
 
 def soft_clamp(x: torch.Tensor, beta: float = 5.0) -> torch.Tensor:
-    """FlexIT's smooth clamp of [0,1]-ish values into [0,1] (REFERENCES.md §1.3 step 3).
+    """FlexIT's smooth clamp of [0,1]-ish values into [0,1] (FlexIT src/vqc_core.py ``soft_clamp``).
 
     ``x = 2x-1; x = tanh(x**b); x = relu(x)**(1/b) - relu(-x)**(1/b); (x+1)/2``. The root's
     gradient is infinite at exactly 0 (the reference then yields NaN); here it is 0 there.
@@ -82,21 +136,22 @@ def soft_clamp(x: torch.Tensor, beta: float = 5.0) -> torch.Tensor:
 class VQGAN(nn.Module):
     """Lightning-free taming ``VQModel`` with FlexIT's continuous encode/decode."""
 
-    def __init__(self, embed_dim: int, n_embed: int, ddconfig: dict[str, Any]):
+    def __init__(self, config: VQGANConfig):
         super().__init__()
         self.name: str | None = None  # config name, set by load_vqgan (names the export specs)
         from taming.modules.diffusionmodules.model import Decoder, Encoder
         from taming.modules.vqvae.quantize import VectorQuantizer
 
-        self.ddconfig = copy.deepcopy(ddconfig)
-        self.encoder = Encoder(**ddconfig)
+        self.config = config
+        dd = config.ddconfig.as_kwargs()
+        self.encoder = Encoder(**dd)
         with contextlib.redirect_stdout(io.StringIO()):  # taming's Decoder prints the z shape
-            self.decoder = Decoder(**ddconfig)
-        self.quantize = VectorQuantizer(n_embed, embed_dim, beta=0.25)  # kept for key parity
-        self.quant_conv = nn.Conv2d(ddconfig["z_channels"], embed_dim, 1)
-        self.post_quant_conv = nn.Conv2d(embed_dim, ddconfig["z_channels"], 1)
-        self.embed_dim = embed_dim
-        self.downsample = 2 ** (len(ddconfig["ch_mult"]) - 1)
+            self.decoder = Decoder(**dd)
+        self.quantize = VectorQuantizer(config.n_embed, config.embed_dim, beta=0.25)  # kept for key parity
+        self.quant_conv = nn.Conv2d(config.ddconfig.z_channels, config.embed_dim, 1)
+        self.post_quant_conv = nn.Conv2d(config.embed_dim, config.ddconfig.z_channels, 1)
+        self.embed_dim = config.embed_dim
+        self.downsample = config.downsample
 
     def latent_shape(self, image_size: int) -> tuple[int, int, int]:
         if image_size % self.downsample:
@@ -116,41 +171,88 @@ class VQGAN(nn.Module):
         return soft_clamp(self.decode(z))
 
 
-def read_model_yaml(path: str | Path) -> dict[str, Any]:
-    """``model.params`` of a taming ``model.yaml``."""
-    from omegaconf import OmegaConf
+def read_model_yaml(path: str | Path, *, image_size: int = 288) -> VQGANConfig:
+    """The architecture in a taming ``model.yaml`` (``model.params``).
+
+    Only ``embed_dim``, ``n_embed`` and ``ddconfig`` are read: the public files' ``lossconfig``
+    (``VQLPIPSWithDiscriminator``, training only) is neither imported nor built.
+    """
+    import yaml
 
     try:
-        cfg = OmegaConf.to_container(OmegaConf.load(str(path)), resolve=True)
-        params = cfg["model"]["params"]
-        return {"embed_dim": params["embed_dim"], "n_embed": params["n_embed"], "ddconfig": params["ddconfig"]}
-    except Exception as exc:  # noqa: BLE001
+        cfg = yaml.safe_load(Path(path).read_text())
+        return VQGANConfig.from_params(cfg["model"]["params"], image_size=image_size)
+    except Exception as exc:  # noqa: BLE001 - any failure means the file is not such a yaml
         raise WeightsError(f"{path} is not a taming VQGAN model.yaml (model.params with embed_dim, "
-                           f"n_embed, ddconfig): {exc}") from None
+                           f"n_embed, ddconfig): {type(exc).__name__}: {exc}") from None
+
+
+def find_checkpoint_in_folder(folder: str | Path, name: str) -> Path | None:
+    folder = Path(folder).expanduser()
+    for rel in CHECKPOINT_LAYOUTS:
+        if (folder / rel.format(name=name)).is_file():
+            return folder / rel.format(name=name)
+    return None
+
+
+def find_model_yaml(ckpt: Path) -> Path | None:
+    """``model.yaml`` beside the checkpoint, or in ``configs/`` of it or of its parent folder;
+    else the newest taming ``configs/*-project.yaml`` of a log folder."""
+    parents = [ckpt.parent, ckpt.parent.parent]
+    for c in [p / "model.yaml" for p in parents] + [p / "configs" / "model.yaml" for p in parents]:
+        if c.is_file():
+            return c
+    projects = sorted(ckpt.parent.parent.glob("configs/*-project.yaml"))  # names start with a timestamp
+    return projects[-1] if projects else None
+
+
+def _locate(name: str, weights: W.WeightsArg, path: str | Path | None, download: bool) -> tuple[Path, Path | None]:
+    """(checkpoint, model.yaml or None) for ``name`` from path / weights / the store."""
+    key = f"vqgan/{name}"
+    ckpt = None
+    if path is not None and Path(path).expanduser().is_dir():
+        ckpt = find_checkpoint_in_folder(path, name)
+        if ckpt is None:
+            raise WeightsError(f"no VQGAN checkpoint in {path}: looked for "
+                               + ", ".join(r.format(name=name) for r in CHECKPOINT_LAYOUTS))
+    elif path is None and weights is not None and not isinstance(weights, Mapping) and Path(weights).is_file():
+        ckpt = Path(weights).expanduser()
+    if ckpt is None:  # the folder layouts are the KnownFile's (weights.resolve tries them)
+        ckpt = W.resolve(key, path=path, weights=weights, download=download)
+    yaml_path = None
+    if isinstance(weights, Mapping) and f"{key}/config" in weights:
+        yaml_path = Path(weights[f"{key}/config"]).expanduser()
+    elif ckpt.suffix != ".safetensors":
+        yaml_path = find_model_yaml(ckpt)
+    return ckpt, yaml_path
 
 
 def load_vqgan(name: str = "vqgan_imagenet_f16_1024", *, weights: W.WeightsArg = None,
-               path: str | Path | None = None, config_path: str | Path | None = None,
-               random_init: bool = False, seed: int = 0, device: str | torch.device = "cpu",
-               download: bool = False, allow_pickle: bool = False) -> VQGAN:
-    """Build VQGAN ``name`` (config from the registry, or the checkpoint's model.yaml when found)
-    and load its weights; eval mode, ``requires_grad`` off."""
+               path: str | Path | None = None, random_init: bool = False, seed: int = 0,
+               device: str | torch.device = "cpu", download: bool = False, allow_pickle: bool = False) -> VQGAN:
+    """Build VQGAN ``name`` and load its weights; eval mode, ``requires_grad`` off.
+
+    The checkpoint comes from ``path`` (a file or a folder), ``weights`` (a folder in any of
+    :data:`CHECKPOINT_LAYOUTS`, a file, or a ``{"vqgan/<name>": ckpt, "vqgan/<name>/config":
+    yaml}`` mapping) or the store; its ``model.yaml`` (found by :func:`find_model_yaml`), when
+    present, gives the architecture, else the registry's. Training-only ``loss.*`` weights and
+    Lightning training state (callbacks, optimiser) are skipped without being unpickled as code.
+    """
     if name not in VQGAN_CONFIGS:
         raise InputError(f"unknown VQGAN {name!r}; known: {', '.join(VQGAN_CONFIGS)}")
-    params = copy.deepcopy(VQGAN_CONFIGS[name])
+    config = VQGAN_CONFIGS[name]
     ckpt = None
     if not random_init:
-        ckpt = W.resolve(f"vqgan/{name}", path=path, weights=weights, download=download)
-        yaml_path = Path(config_path) if config_path else ckpt.with_name("model.yaml")
-        if yaml_path.exists():
-            params = read_model_yaml(yaml_path)
+        ckpt, yaml_path = _locate(name, weights, path, download)
+        if yaml_path is not None:
+            config = read_model_yaml(yaml_path, image_size=config.image_size)
     with W.seeded(seed):
         try:
-            model = VQGAN(**params)
-        except (TypeError, ValueError, KeyError) as exc:
+            model = VQGAN(config)
+        except (TypeError, ValueError, KeyError, AssertionError) as exc:
             raise WeightsError(f"VQGAN config for {name} cannot be built ({exc}); check model.yaml") from None
     if ckpt is not None:
-        state = W.load_checkpoint(ckpt, allow_pickle=allow_pickle)
+        state = W.load_checkpoint(ckpt, allow_pickle=allow_pickle, stub_globals=LIGHTNING_TRAINING_STATE)
         sd = state.get("state_dict", state) if isinstance(state, dict) else None
         if not isinstance(sd, dict):
             raise WeightsError(f"{ckpt} holds no VQGAN state_dict")
@@ -161,6 +263,11 @@ def load_vqgan(name: str = "vqgan_imagenet_f16_1024", *, weights: W.WeightsArg =
     return model.eval().requires_grad_(False).to(device)
 
 
+# Lightning checkpoints pickle their callbacks' classes as dict keys (``callbacks``); they are
+# training state, read as inert placeholders so that weights-only loading accepts the file.
+LIGHTNING_TRAINING_STATE = ("pytorch_lightning.", "lightning.")
+
+
 def save_taming_checkpoint(model: VQGAN, folder: str | Path, n_embed: int | None = None) -> Path:
     """Write ``last.ckpt`` + ``model.yaml`` in taming's layout (used by tests and the toy world)."""
     import yaml
@@ -169,7 +276,7 @@ def save_taming_checkpoint(model: VQGAN, folder: str | Path, n_embed: int | None
     folder.mkdir(parents=True, exist_ok=True)
     n_embed = n_embed or model.quantize.n_e
     cfg = {"model": {"target": "taming.models.vqgan.VQModel", "params": {
-        "embed_dim": model.embed_dim, "n_embed": n_embed, "ddconfig": model.ddconfig}}}
+        "embed_dim": model.embed_dim, "n_embed": n_embed, "ddconfig": model.config.ddconfig.to_dict()}}}
     (folder / "model.yaml").write_text(yaml.safe_dump(cfg))
     torch.save({"state_dict": model.state_dict(), "global_step": 0}, folder / "last.ckpt")
     return folder / "last.ckpt"
@@ -202,11 +309,9 @@ class VQGANDecoder(nn.Module):
 
 
 def _specs():
-    for name, params in VQGAN_CONFIGS.items():
-        dd = params["ddconfig"]
-        f = 2 ** (len(dd["ch_mult"]) - 1)
-        size = 288 if name != "tiny" else 64  # FlexIT's resolution; the toy world's
-        lat = size // f
+    for name, cfg in VQGAN_CONFIGS.items():
+        size = cfg.image_size  # FlexIT's resolution; the toy world's
+        lat = size // cfg.downsample
 
         def build_enc(weights=None, random_init=False, seed=0, _n=name, **kw):
             return VQGANEncoder(load_vqgan(_n, weights=weights, random_init=random_init, seed=seed, **kw)).eval()
@@ -218,12 +323,14 @@ def _specs():
         yield ModelSpec(
             name=f"vqgan/{name}/encoder", build=build_enc,
             inputs=(TensorSpec("image", ("B", 3, size, size)),),
-            outputs=(TensorSpec("latent", ("B", params["embed_dim"], lat, lat)),),
+            outputs=(TensorSpec("latent", ("B", cfg.embed_dim, lat, lat)),),
             profile={"B": (1, 1, 8)}, fp32_ops=norm_ops,
-            description=f"VQGAN {name} encoder + quant_conv at {size} px")
+            description=f"VQGAN {name} encoder + quant_conv at {size} px",
+            # the wrapper maps [0, 1] to [-1, 1] itself (2x - 1): the spec input is the [0, 1] image
+            preprocess=Preprocess(size, resize="shorter_side_center_crop"))
         yield ModelSpec(
             name=f"vqgan/{name}/decoder", build=build_dec,
-            inputs=(TensorSpec("latent", ("B", params["embed_dim"], lat, lat)),),
+            inputs=(TensorSpec("latent", ("B", cfg.embed_dim, lat, lat)),),
             outputs=(TensorSpec("image", ("B", 3, size, size)),),
             profile={"B": (1, 1, 8)}, fp32_ops=norm_ops,
             description=f"VQGAN {name} post_quant_conv + decoder + soft_clamp at {size} px")
@@ -231,4 +338,5 @@ def _specs():
 
 register_provider(_specs)
 
-__all__ = ["VQGAN", "VQGAN_CONFIGS", "load_vqgan", "soft_clamp", "read_model_yaml", "save_taming_checkpoint"]
+__all__ = ["VQGAN", "VQGANConfig", "TamingDDConfig", "VQGAN_CONFIGS", "CHECKPOINT_LAYOUTS", "load_vqgan",
+           "soft_clamp", "read_model_yaml", "find_checkpoint_in_folder", "find_model_yaml", "save_taming_checkpoint"]

@@ -33,13 +33,11 @@ VQGAN_FILE = "vqgan_tiny.safetensors"
 CLASSIFIER_FILE = "classifier.safetensors"
 MANIFEST_FILE = "manifest.json"
 WEIGHT_FILES = (CLIP_FILE, VQGAN_FILE, CLASSIFIER_FILE)
-LPIPS_EDIT_SEED = 11  # random LPIPS-alex trunk of FlexIT's perceptual term
-LPIPS_METRIC_SEED = 12  # random LPIPS-alex trunk of the protocol's LPIPS metric
+LPIPS_METRIC_SEED = 12  # random LPIPS-alex trunk of the protocol's LPIPS metric (FlexIT's is LPIPS "toy")
 
 # FlexIT on the toy world: the tiny networks at 64 px. The paper's loss weights, target point
-# and step rule are kept; set for the toy world: steps, lr, views per step and LPIPS-alex.
-TOY_FLEXIT = FlexITConfig.preset("tiny").replace(
-    steps=32, lr=0.05, n_augment=4, lpips_net="alex", snapshot_steps=(0, 8, 16, 32))
+# and step rule are kept; set for the toy world: steps, lr, views per step and LPIPS "toy".
+TOY_FLEXIT = FlexITConfig.preset("toy")
 
 
 def toy_dir() -> Path:
@@ -102,7 +100,7 @@ def load_toy_models(folder: str | Path | None = None, device: str | torch.device
     return ToyModels(
         clip=ClipEnsemble([load_clip("tiny", weights=mapping, device=device)]),
         vqgan=load_vqgan("tiny", weights=mapping, device=device),
-        lpips=load_lpips(TOY_FLEXIT.lpips_net, random_init=True, seed=LPIPS_EDIT_SEED, device=device),
+        lpips=load_lpips("toy", device=device),
         classifier=load_classifier(folder / CLASSIFIER_FILE, device=device),
         lpips_metric=load_lpips("alex", random_init=True, seed=LPIPS_METRIC_SEED, device=device))
 

@@ -90,7 +90,7 @@ def train_vqgan(steps: int = 800, batch: int = 16, lr: float = 2e-3, seed: int =
     from .. import weights as W
 
     with W.seeded(seed):
-        model = VQGAN(**VQGAN_CONFIGS["tiny"])
+        model = VQGAN(VQGAN_CONFIGS["tiny"])
     model.train()
     opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.99))
     rng = np.random.default_rng([seed, world.STREAM_TRAIN, 1])

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from ...errors import InputError, WeightsError
+from ...models.preprocess import resize_center_crop
 from .identity import generator_device, generator_fingerprint, generator_name
 from .provenance import load_tensors, save_tensors, utc_now
 
@@ -114,7 +115,7 @@ def build_corpus_from_folder(clip: "ClipNet", folder: str | os.PathLike, *, batc
     def batches():
         for i in range(0, len(files), batch_size):
             # Resize each image first so images of different sizes stack.
-            yield torch.stack([clip.resize_crop(pil_to_tensor(load_image(p))) for p in files[i:i + batch_size]])
+            yield torch.stack([resize_center_crop(pil_to_tensor(load_image(p)), clip.image_size) for p in files[i:i + batch_size]])
 
     emb = _embed_batches(clip, batches(), len(files), progress, "corpus")
     prov = {"source": "folder", "folder": str(folder.resolve()), "n": len(files), "created": utc_now()}

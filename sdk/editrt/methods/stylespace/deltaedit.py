@@ -83,6 +83,7 @@ class DeltaEdit(StyleEditor):
         injected_mapper = mapper is not None
         if mapper is None:
             mapper = load_delta_mapper(config.mapper, weights=weights, random_init=random_init, seed=seed,
+                                       download=download, allow_pickle=allow_pickle,
                                        device=self.device)
         if not isinstance(mapper, DeltaMapper):
             raise InputError(f"mapper must be a DeltaMapper, got {type(mapper).__name__}")

@@ -64,11 +64,7 @@ def load_fs3(path: str | os.PathLike, conv_dim: int, embed_dim: int) -> torch.Te
             raise WeightsError(f"{path} is an unfinished relevance computation; resume it with `editrt relevance`")
         fs3 = tensors["fs3"].float()
     else:
-        try:
-            arr = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise WeightsError(f"{path} is not a readable .npy array: {exc}") from None
-        fs3 = torch.from_numpy(np.asarray(arr, dtype=np.float32))
+        fs3 = torch.from_numpy(np.asarray(W.load_array(path), dtype=np.float32))
     return check_fs3(fs3, conv_dim, embed_dim, what=f"relevance matrix {path}")
 
 
