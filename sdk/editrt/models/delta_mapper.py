@@ -210,8 +210,7 @@ def load_delta_mapper(name: str = "ffhq", *, weights: W.WeightsArg = None, path=
         sd = {(k[7:] if k.startswith("module.") else k): v for k, v in sd.items()}
         W.load_into(net, sd, what=f"Delta Mapper {name} ({ckpt})")
         log.info("loaded Delta Mapper %s from %s", name, ckpt)
-    # the module is its own export wrapper; a registered config gives it its spec
-    net.spec_name = f"deltaedit/{name}/mapper" if CONFIGS.get(name) == config else None
+    net.spec_name = f"deltaedit/{name}/mapper"  # the module is its own export wrapper
     return net.eval().requires_grad_(False).to(device)
 
 

@@ -259,7 +259,7 @@ def load_vqgan(name: str = "vqgan_imagenet_f16_1024", *, weights: W.WeightsArg =
         W.load_into(model, sd, what=f"VQGAN {name} ({ckpt})", ignore_prefixes=("loss.",))
         log.info("loaded VQGAN %s from %s", name, ckpt)
     # a model.yaml with another architecture than the registered config has no export spec
-    model.name = name if params == VQGAN_CONFIGS[name] else None
+    model.name = name if config == VQGAN_CONFIGS[name] else None
     return model.eval().requires_grad_(False).to(device)
 
 
