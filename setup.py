@@ -102,13 +102,21 @@ def _plan_cuda(torch) -> tuple[bool, str]:
     return True, f"CUDA_HOME={home}"
 
 
+def _require_ext(reason: str) -> None:
+    """EDITRT_REQUIRE_EXT=1 (CI): a missing editrt._C fails the install instead of falling back."""
+    if _flag("EDITRT_REQUIRE_EXT"):
+        raise RuntimeError(f"EDITRT_REQUIRE_EXT=1 but editrt._C is not built: {reason}")
+
+
 def _extensions_and_commands():
     if _flag("EDITRT_NO_EXT"):
+        _require_ext("EDITRT_NO_EXT=1 skips it")
         _log("EDITRT_NO_EXT=1: skipping editrt._C")
         return [], {}
     try:
         import torch
     except ImportError:
+        _require_ext("torch is not importable in the build environment")
         _log("torch is not importable in the build environment: skipping editrt._C "
              "(install torch first and use `pip install --no-build-isolation`)")
         return [], {}
@@ -168,6 +176,7 @@ def _extensions_and_commands():
                 if self._try_build(info):
                     info.update(built=True, cuda=False)
             if not info["built"]:
+                _require_ext(info["error"] or "the build produced no module")
                 _log("editrt._C is not built; editrt.ops will use its torch reference")
                 self._remove_inplace_copy(ext)
             self._write_build_info(ext, info)

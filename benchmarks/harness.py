@@ -510,11 +510,21 @@ def validate_document(doc: Any) -> list[str]:
 
 
 def _atomic_write(path: Path, text: str) -> Path:
+    from editrt.files import atomic_write_text
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    return atomic_write_text(path, text)
+
+
+def _save_figure(fig, path: str | Path) -> Path:
+    """``fig.savefig`` published atomically (editrt.files), PNG at 110 dpi."""
+    from editrt.files import atomic_path
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     return path
 
 
@@ -731,13 +741,10 @@ def plot_breakdown(doc: dict[str, Any], path: str | Path) -> Path | None:
     axes[-1, 0].set_xlabel("p50 latency (ms), stacked by stage")
     fig.suptitle(f"latency breakdown ({doc['settings'].get('preset')}, {doc['settings'].get('device')})", fontsize=10)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    try:
+        return _save_figure(fig, path)
+    finally:
+        plt.close(fig)
 
 
 def plot_batch_scaling(doc: dict[str, Any], path: str | Path) -> Path | None:
@@ -768,13 +775,10 @@ def plot_batch_scaling(doc: dict[str, Any], path: str | Path) -> Path | None:
         ax.axis("off")
     fig.suptitle(f"latency vs batch ({doc['settings'].get('preset')}, {doc['settings'].get('device')})")
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    try:
+        return _save_figure(fig, path)
+    finally:
+        plt.close(fig)
 
 
 def plot_ratios(doc: dict[str, Any], path: str | Path, suite: str = "flexit") -> Path | None:
@@ -792,9 +796,7 @@ def plot_ratios(doc: dict[str, Any], path: str | Path, suite: str = "flexit") ->
     ax.set_xlabel("speed-up over the reference (x, per item)")
     ax.set_title(f"{suite}: each optimisation added in turn ({doc['settings'].get('device')})")
     fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    try:
+        return _save_figure(fig, path)
+    finally:
+        plt.close(fig)

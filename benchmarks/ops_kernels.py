@@ -10,11 +10,8 @@ LPIPS-VGG feature maps (64x288², 128x144², 256x72², 512x36², 512x18²).
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 
@@ -115,10 +112,9 @@ def main(argv: list[str] | None = None) -> int:
                   "reps": args.reps, "torch": torch.__version__,
                   "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
                   "results": rows}
-        folder = os.path.dirname(os.path.abspath(args.json))
-        with tempfile.NamedTemporaryFile("w", dir=folder, delete=False, suffix=".tmp") as tmp:
-            json.dump(record, tmp, indent=2)
-        os.replace(tmp.name, args.json)
+        from editrt.files import atomic_write_json
+
+        atomic_write_json(args.json, record)
     return 0
 
 

@@ -4,6 +4,8 @@
     python benchmarks/run.py --preset tiny --quick         # smoke run (fewer repetitions)
     python benchmarks/run.py --preset paper --suites networks --batches 1 8
     python benchmarks/run.py --preset tiny --compare benchmarks/results/cpu-tiny.json
+    python benchmarks/run.py --preset paper --list-specs   # the specs each method's edits open
+    python benchmarks/run.py --preset paper --suites networks --for deltaedit
 
 Suites:
   networks  each exportable network (registry spec) per backend: torch-eager, torch-compile,
@@ -235,6 +237,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, default=None, help="torch/onnxruntime CPU threads")
     ap.add_argument("--specs", nargs="+", default=None, help="registry names (default: the preset's)")
+    ap.add_argument("--for", dest="for_methods", nargs="+", choices=("flexit", "global", "feu", "deltaedit"),
+                    default=None, help="the networks suite over the specs these methods declare (specs())")
+    ap.add_argument("--list-specs", action="store_true", help="print each method's specs for the preset and exit")
     ap.add_argument("--backends", nargs="+", choices=BACKENDS, default=None)
     ap.add_argument("--precisions", nargs="+", choices=("fp32", "fp16", "bf16"), default=None)
     ap.add_argument("--batches", nargs="+", type=int, default=None)
@@ -282,7 +287,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.min_reps is not None or args.min_time is not None:
         budget = dataclasses.replace(budget, min_reps=args.min_reps or budget.min_reps,
                                      min_time_s=budget.min_time_s if args.min_time is None else args.min_time)
-    specs = args.specs or ps["specs"]
+    from editrt.cli_export import METHODS, method_specs
+
+    config_preset = "tiny" if args.preset == "tiny" else None  # paper: each method's default config
+    if args.list_specs:
+        for method in METHODS:
+            print(f"{method:<10} {' '.join(method_specs(method, preset=config_preset))}")
+        return 0
+    if args.for_methods:
+        specs = list(dict.fromkeys(n for m in args.for_methods for n in method_specs(m, preset=config_preset)))
+    else:
+        specs = args.specs or ps["specs"]
     backends = args.backends or ps["backends"]
     precisions = args.precisions or ps["precisions"]
     batches = tuple(args.batches or ps["batches"])

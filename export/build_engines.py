@@ -6,11 +6,12 @@ Examples:
     python export/build_engines.py --models clip/ViT-B-32 stylegan2/ffhq-1024 deltaedit \
         --precision fp16 --backend tensorrt --out engines/
     python export/build_engines.py --models clip/tiny vqgan/tiny --random-weights --out /tmp/engines
+    python export/build_engines.py --for deltaedit --precision fp16 --out engines/
 """
 
 import sys
 
-from editrt.engines.cli import main
+from editrt.cli_export import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -10,6 +10,7 @@ V=.venv/bin/python
 # torch 2.14.1 / torchvision 0.29.1: installed from local disk where the machine provides them.
 "$V" -c "import torch, torchvision" 2>/dev/null || "$V" -m pip install -q torch==2.14.1 torchvision==0.29.1
 # The package (editable) with its C++/CUDA kernels; no build isolation so the build sees torch.
-# `serve`: Triton serving (nvidia-pytriton, tritonclient); `ray`: the Ray jobs. The tests exercise both.
-"$V" -m pip install -q --no-build-isolation -e ".[dev,serve,ray]"
+# `serve`: Triton serving (nvidia-pytriton, tritonclient); `ray`: the Ray jobs; `test`: the
+# TensorRT 11 bindings whose API surface the tests read. The tests exercise all three.
+"$V" -m pip install -q --no-build-isolation -e ".[dev,serve,ray,test]"
 "$V" -c "import editrt, editrt.ops as o; print('editrt', editrt.__version__, 'kernels:', o.kernel_status().get('summary', o.kernel_status()))"

@@ -67,6 +67,7 @@ def main(argv=None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
 
+    from editrt.files import atomic_write_json
     from editrt.toy import models as M
     from editrt.toy import train as T
 
@@ -83,9 +84,7 @@ def main(argv=None) -> int:
         path = out / file
         report = {**report, "file": file, "sha256": _sha256(path), "bytes": path.stat().st_size}
         manifest.setdefault("models", {})[name] = report
-        tmp = manifest_path.with_suffix(".json.part")
-        tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-        os.replace(tmp, manifest_path)
+        atomic_write_json(manifest_path, manifest)
         print(f"{name}: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                       for k, v in report.items() if k not in ("sha256",)), flush=True)
 

@@ -11,7 +11,6 @@ every number in it comes from a result file written by ``benchmarks/run.py``.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -205,9 +204,9 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         return 0
     if old != new:
-        tmp = args.readme.with_name(f".{args.readme.name}.{os.getpid()}.tmp")
-        tmp.write_text(new)
-        os.replace(tmp, args.readme)
+        from editrt.files import atomic_write_text
+
+        atomic_write_text(args.readme, new)
         print(f"updated {args.readme}")
     else:
         print(f"{args.readme} already up to date")

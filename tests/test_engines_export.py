@@ -93,8 +93,12 @@ def test_bf16_graph_is_valid_onnx(store, modules):
     onnx.checker.check_model(str(art.path), full_check=True)
     assert art.report["precision"]["initializers"].get("BFLOAT16", 0) > 0
     assert art.report["precision"]["opset"] >= 22
-    # onnxruntime CPU has no bf16 kernels for most ops: the drift is skipped, and says why
-    assert "max" in art.report["drift_vs_torch_fp32"] or "skipped" in art.report["drift_vs_torch_fp32"]
+    drift = art.report["drift_vs_torch_fp32"]
+    if "skipped" in drift:  # onnxruntime 1.2x CPU: no bf16 kernels (Gemm/Add); the report says so
+        assert set(drift) == {"skipped"}
+        assert "onnxruntime CPU cannot run this bf16 graph" in drift["skipped"] and "NOT_IMPLEMENTED" in drift["skipped"]
+    else:  # a runtime with bf16 kernels: a measured drift of bf16 size (8-bit mantissa)
+        assert 0 < drift["max"] < 3e-2
 
 
 def test_torch_engine_and_input_checks(modules):

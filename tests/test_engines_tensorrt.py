@@ -37,13 +37,15 @@ def test_plan_matches_torch(name, cuda_graph, tmp_path):
 
 
 def test_shared_arena_across_engines(tmp_path):
-    engines = EngineSet("tensorrt", store=ArtifactStore(tmp_path), device="cuda", random_init=True)
+    engines = EngineSet("tensorrt", store=ArtifactStore(tmp_path), device="cuda")
     names = ["stylegan2/tiny/mapping", "stylegan2/tiny/styles"]
-    for n in names:
-        engines.engine(n, lambda n=n: get_spec(n).build(random_init=True, seed=0).cuda())
+    wrappers = [get_spec(n).build(random_init=True, seed=0).cuda() for n in names]
+    for w in wrappers:
+        engines.register(w, random_init=True, seed=0)
+    engines.open(wrappers)
     assert engines.arena is not None and engines.arena.size > 0
     z = torch.randn(2, get_spec(names[0]).inputs[0].shape[1], device="cuda")
-    w = engines.run(names[0], None, z)
+    w = engines.run(wrappers[0], z)
     wp = w[:, None].expand(-1, get_spec(names[1]).inputs[0].shape[1], -1).contiguous()
-    styles = engines.run(names[1], None, wp)
+    styles = engines.run(wrappers[1], wp)
     assert all(torch.isfinite(s).all() for s in styles)

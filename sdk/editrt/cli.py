@@ -28,7 +28,7 @@ from .errors import BackendUnavailable, EditrtError, InputError, OutputError
 log = logging.getLogger("editrt")
 
 # Modules that add their own subcommands with add_subcommands(subparsers).
-_PLUGINS = ("editrt.cli_style", "editrt.cli_train", "editrt.engines.cli", "editrt.eval.cli", "editrt.serve.cli",
+_PLUGINS = ("editrt.cli_style", "editrt.cli_train", "editrt.cli_export", "editrt.eval.cli", "editrt.serve.cli",
             "editrt.batch.cli")
 
 RANDOM_WEIGHTS_WARNING = (
@@ -124,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", type=Path, help="write a JSON report (losses per step, timings) here")
     p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime", "tensorrt"],
                    help="runtime of the one-time encoders and the final decode")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"],
+                   help="precision of those stages (engine artifacts of that precision; torch: autocast)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_weights_args(p)
     p.set_defaults(func=cmd_edit)
@@ -197,7 +199,7 @@ def cmd_edit(args) -> int:
 
     editor = FlexIT(cfg, device=args.device, weights=args.weights_dir, random_init=args.random_weights,
                     seed=args.seed, download=args.download, allow_pickle=args.allow_pickle,
-                    backend=args.backend)
+                    backend=args.backend, precision=args.precision)
     result = editor.edit(args.image, args.source, args.target, steps=args.steps, seed=args.seed,
                          progress=not args.no_progress)
     imageio.check_not_degenerate(result.images[0], what="the edited image")

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
+import logging
 import sys
-import tempfile
 from pathlib import Path
 
 from .errors import InputError
@@ -81,6 +80,8 @@ def add_subcommands(sub) -> None:
     p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime", "tensorrt"],
                    help="runtime of text encoder, synthesis, e4e and mapper (artifacts built on first use "
                         "into $EDITRT_ENGINES or ./engines)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"],
+                   help="precision of those stages (engine artifacts of that precision; torch: autocast)")
     p.add_argument("--k", type=_int_at_least(1), help="FEU: positives/negatives retrieved (default 100)")
     p.add_argument("--corpus", type=Path, help="FEU corpus index (editrt corpus build)")
     p.add_argument("--fs3", type=Path, help="relevance matrix (.npy 6048x512 or editrt .safetensors)")
@@ -203,7 +204,7 @@ def cmd_style_edit(args) -> int:
     cfg = _method_config(args)
     check_device(args.device)
     kw = _common_kwargs(args)
-    common = dict(config=cfg, fs3=args.fs3, stats=args.stats, backend=args.backend, **kw)
+    common = dict(config=cfg, fs3=args.fs3, stats=args.stats, backend=args.backend, precision=args.precision, **kw)
     if args.method == "global":
         from .methods.stylespace.global_direction import GlobalDirection
 
@@ -280,17 +281,10 @@ def cmd_relevance(args) -> int:
     if out.suffix == ".safetensors":
         os.replace(ckpt, out)  # complete: the checkpoint (fs3 + provenance) becomes the result
     else:
-        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.save(f, fs3.numpy())
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)
-            os.replace(tmp, out)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        from .files import atomic_open
+
+        with atomic_open(out, "wb") as f:
+            np.save(f, fs3.numpy())
         ckpt.unlink(missing_ok=True)
     _warn_random(args)
     print(f"relevance matrix {tuple(fs3.shape)} -> {out}")

@@ -17,7 +17,6 @@ import dataclasses
 import logging
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
@@ -157,16 +156,13 @@ def resolve(key: str, *, path: str | os.PathLike | None = None, weights: Weights
 def _download(entry: KnownFile, dest: Path) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     log.info("downloading %s from %s", entry.key, entry.url)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, suffix=".part")
-    os.close(fd)
+    from .files import atomic_path
+
     try:
-        torch.hub.download_url_to_file(entry.url, tmp, progress=True)
-        os.replace(tmp, dest)
+        with atomic_path(dest) as tmp:
+            torch.hub.download_url_to_file(entry.url, str(tmp), progress=True)
     except Exception as exc:  # noqa: BLE001 - network errors come in many types
         raise WeightsError(f"download of {entry.key} from {entry.url} failed: {exc}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return dest
 
 

@@ -3,7 +3,8 @@
 ``Engine(feeds: dict[str, Tensor]) -> dict[str, Tensor]`` (:mod:`.base`) with backends
 ``torch`` (:mod:`.torch_backend`), ``onnxruntime`` (:mod:`.onnxruntime_backend`) and ``tensorrt``
 (:mod:`.tensorrt_backend`); export and plan builds in :mod:`.build` and :mod:`.precision`;
-keyed, verified artifacts in :mod:`.store`; method glue in :mod:`.stages`. See engines/README.md.
+keyed, verified artifacts in :mod:`.store`; the seam methods call (:class:`EngineSet`, stages by
+name) in :mod:`.stages`. See engines/README.md.
 Submodules import lazily: ``import editrt.engines`` loads neither onnx nor onnxruntime.
 """
 
@@ -17,7 +18,7 @@ _LAZY = {
     "SharedArena": "tensorrt_backend",
     "ArtifactStore": "store", "ArtifactKey": "store",
     "build_onnx": "build", "build_plan": "build", "export_onnx": "build", "resolve_models": "build",
-    "open_engine": "stages", "EngineSet": "stages", "FlexITStages": "stages", "StyleStages": "stages",
+    "open_engine": "stages", "EngineSet": "stages", "StageCount": "stages",
 }
 
 

@@ -504,7 +504,7 @@ def build_trt_plan(trt, onnx_path: Path, plan_path: Path, shapes: Mapping[str, t
         raise EngineError(f"TensorRT failed to build a plan from {onnx_path} (see the TensorRT log above)")
     seconds = time.perf_counter() - t0
     plan_path.write_bytes(bytes(serialized))
-    from ..imageio import atomic_write_bytes
+    from ..files import atomic_write_bytes
 
     atomic_write_bytes(timing_cache, bytes(config.get_timing_cache().serialize()))
     return {"build_seconds": round(seconds, 1), "profile": {k: [list(s) for s in v] for k, v in shapes.items()},

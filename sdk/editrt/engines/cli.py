@@ -1,6 +1,7 @@
 """``editrt export``: build ONNX graphs (and TensorRT plans) for a set of models into a store.
 
-``export/build_engines.py`` runs the same code. Exit codes follow ``editrt.cli``.
+The arguments and the build loop; ``editrt.cli_export`` adds ``--for METHOD`` (the specs a
+method declares) and registers the command. Exit codes follow ``editrt.cli``.
 """
 
 from __future__ import annotations
@@ -8,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--models", nargs="+", required=True, metavar="NAME",
+    p.add_argument("--models", nargs="+", metavar="NAME",
                    help="spec names or prefixes: clip/ViT-B-32, vqgan/vqgan_imagenet_f16_1024, stylegan2/ffhq-1024, "
                         "e4e/ffhq, deltaedit, clip/tiny/text ... (tiny variants only when named)")
     p.add_argument("--precision", nargs="+", default=["fp32"], choices=["fp32", "fp16", "bf16"],
@@ -109,6 +109,10 @@ def _export_hint(message: str) -> str:
 
 
 def cmd_export(args) -> int:
+    if not args.models:
+        from ..errors import InputError
+
+        raise InputError("name what to export: --models SPEC... or --for flexit|global|feu|deltaedit")
     if args.triton_repo is not None:
         from ..serve.triton_repo import check_repo_options
 
@@ -138,26 +142,4 @@ def cmd_export(args) -> int:
     return 0
 
 
-def add_subcommands(subparsers) -> None:
-    p = subparsers.add_parser("export", help="export models to ONNX (and TensorRT plans) into an artifact store")
-    add_arguments(p)
-    p.set_defaults(func=cmd_export)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Stand-alone entry (export/build_engines.py): same arguments as ``editrt export``."""
-    from ..errors import EditrtError
-
-    parser = argparse.ArgumentParser(prog="build_engines", description=__doc__)
-    add_arguments(parser)
-    parser.add_argument("-v", "--verbose", action="store_true")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
-    try:
-        return cmd_export(args)
-    except EditrtError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-
-
-__all__ = ["add_subcommands", "run_export", "main"]
+__all__ = ["add_arguments", "cmd_export", "run_export"]

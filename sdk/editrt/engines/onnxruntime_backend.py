@@ -137,6 +137,10 @@ class OrtEngine(Engine):
         try:
             return ort.InferenceSession(str(self.path), so, providers=providers)
         except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types
+            if "NOT_IMPLEMENTED" in str(exc):  # a valid graph with an op this provider has no kernel for
+                raise EngineError(f"onnxruntime's {self.provider} provider cannot run this {self.precision} graph "
+                                  f"(NOT_IMPLEMENTED: {str(exc).rpartition('NOT_IMPLEMENTED : ')[2]}); "
+                                  f"use another precision or backend ({self.path})") from None
             raise EngineError(f"onnxruntime cannot load {self.path} ({type(exc).__name__}: {exc}); "
                               f"the file may be corrupt: rebuild it with `editrt export`") from None
 

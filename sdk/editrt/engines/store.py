@@ -43,6 +43,7 @@ from typing import Any, Iterator, Mapping
 import torch
 
 from ..errors import EngineError
+from ..files import atomic_write_json, publish_mode
 
 log = logging.getLogger(__name__)
 
@@ -285,14 +286,7 @@ class ArtifactStore:
             yield
 
     def _write_manifest(self, data: dict[str, Any]) -> None:
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".manifest.", suffix=".part")
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(data, f, indent=2, sort_keys=True)
-            os.replace(tmp, self.manifest_path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        atomic_write_json(self.manifest_path, data, sort_keys=True)
 
     # -- lookup -----------------------------------------------------------------------------
     def lookup(self, key: ArtifactKey, *, verify_hash: bool = True) -> Artifact | None:
@@ -398,6 +392,7 @@ class ArtifactStore:
             folder.parent.mkdir(parents=True, exist_ok=True)
             new = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.new-{os.getpid()}-"))
             try:
+                os.chmod(new, publish_mode(directory=True))  # mkdtemp creates 0700
                 info = {}
                 for name, src in files.items():
                     dst = new / name

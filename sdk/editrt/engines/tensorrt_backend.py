@@ -123,8 +123,8 @@ class TrtEngine(Engine):
         self._sets: OrderedDict[tuple, dict] = OrderedDict()
 
     def _activation_bytes(self) -> int:
-        size = getattr(self.engine, "device_memory_size_v2", None)
-        return int(size if size is not None else self.engine.device_memory_size)
+        # TensorRT >= 10.1 (the supported range starts at 10.12); TensorRT 11 removed the v1 property
+        return int(self.engine.device_memory_size_v2)
 
     def input_dtype(self, name: str) -> torch.dtype:
         return self._dtypes[name]
@@ -140,10 +140,7 @@ class TrtEngine(Engine):
         if self.arena is None or self._arena_generation == self.arena.generation:
             return
         buf = self.arena.buffer
-        if hasattr(self.context, "set_device_memory"):
-            self.context.set_device_memory(buf.data_ptr(), buf.numel())
-        else:
-            self.context.device_memory = buf.data_ptr()
+        self.context.set_device_memory(buf.data_ptr(), buf.numel())  # TensorRT >= 10.1: address and size
         self._arena_generation = self.arena.generation
         for entry in self._sets.values():  # captured graphs point at the old arena
             entry["graph"] = None

@@ -68,6 +68,10 @@ def add_subcommands(sub) -> None:
     p.add_argument("--allow-pickle", action="store_true",
                    help="allow checkpoints that need full unpickling (executes code: trusted files only)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1")
+    p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime", "tensorrt"],
+                   help="runtime of FlexIT's one-time encoders and final decode")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"],
+                   help="precision of those stages (engine artifacts of that precision; torch: autocast)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     from ..jobs.cli_args import add_ray_args
 
@@ -192,7 +196,8 @@ def build_evaluation(args):
 
         editor = FlexIT(cfg, device=args.device, weights=models.get("weights"), models=models.get("flexit"),
                         random_init=bool(args.random_weights and not args.toy), seed=args.seed,
-                        download=args.download, allow_pickle=args.allow_pickle)
+                        download=args.download, allow_pickle=args.allow_pickle, backend=args.backend,
+                        precision=args.precision)
         run.append(runners.FlexITRunner(editor, steps=args.steps, seed=args.seed, batch_size=args.batch_size,
                                         weights_tag=tag))
     if not run:

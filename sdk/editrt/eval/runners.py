@@ -98,14 +98,21 @@ class FlexITRunner(Runner):
         self.editor, self.steps, self.seed = editor, steps, seed
         self.batch_size, self.name, self.weights_tag = batch_size, name, weights_tag
 
+    def _engines(self) -> dict:
+        # only a non-default seam changes the fingerprint (results cached before it stay valid)
+        e = getattr(self.editor, "engines", None)
+        if e is None or (e.backend, e.precision) == ("torch", "fp32"):
+            return {}
+        return {"engines": f"{e.backend}/{e.precision}"}
+
     def settings(self) -> dict:
         return {"config": self.editor.config.to_dict(), "steps": self.steps or self.editor.config.steps,
-                "seed": self.seed, "weights": self.weights_tag}
+                "seed": self.seed, "weights": self.weights_tag, **self._engines()}
 
     @property
     def fingerprint(self) -> str:
         return _hash({"name": self.name, "config": self.editor.config.fingerprint(), "steps": self.steps,
-                      "seed": self.seed, "weights": self.weights_tag, "batch": self.batch_size})
+                      "seed": self.seed, "weights": self.weights_tag, "batch": self.batch_size, **self._engines()})
 
     def __call__(self, images, queries, world):
         res = self.editor.edit(list(images), [q.source for q in queries], [q.target for q in queries],

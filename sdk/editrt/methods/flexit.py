@@ -44,10 +44,11 @@ from PIL import Image
 from .. import imageio
 from ..config import FlexITConfig
 from ..errors import InputError, NumericalError
-from ..models.clip import ClipEnsemble, load_ensemble
+from ..engines.stages import EngineSet
+from ..models.clip import ClipEnsemble, ClipImageTower, ClipTextTower, load_ensemble
 from ..models.lpips import PerceptualDistance, load_lpips
 from ..models.preprocess import resize_center_crop
-from ..models.vqgan import VQGAN, load_vqgan
+from ..models.vqgan import VQGAN, VQGANDecoder, VQGANEncoder, load_vqgan
 from . import augment
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,9 @@ class FlexITState:
 
 @dataclasses.dataclass
 class EditResult:
-    """Output of :meth:`FlexIT.edit`.
+    """Output of :meth:`FlexIT.edit`; agrees with the direction edits' ``StyleEditResult``:
+    ``.image`` is the first output as a PIL image, ``.images01`` the outputs as float32 in [0, 1],
+    ``.pil()`` the PIL images.
 
     ``images``: [B, 3, S, S] in [0, 1] after ``steps`` updates; ``history``: one dict per step
     with per-image lists (loss, clip, lpips, latent, sim_source, sim_target); ``snapshots``:
@@ -97,6 +100,11 @@ class EditResult:
     step_seconds: list[float]
     sources: list[str]
     targets: list[str]
+
+    @property
+    def images01(self) -> torch.Tensor:
+        """[B, 3, S, S] float32 in [0, 1] (the same tensor as ``images``)."""
+        return self.images.float()
 
     @property
     def image(self) -> Image.Image:
@@ -133,7 +141,15 @@ class FlexIT:
         random_init: seeded random weights for every network (smoke tests; no meaningful edit).
         download: allow downloading missing checkpoints from their public source.
         allow_pickle: allow checkpoints that need full unpickling (trusted files only).
+        models: networks handed in as objects (``{"clip": ClipEnsemble, "vqgan": VQGAN, "lpips": ...}``).
+        backend: "torch", "onnxruntime", "tensorrt", or an :class:`~editrt.engines.EngineSet`:
+            where the forward-only stages run (VQGAN encoder, CLIP text and image towers, final
+            decode). The optimisation loop needs gradients and stays in torch (``config.autocast``).
+        precision: "fp32" | "fp16" | "bf16" for those stages (artifacts of that precision, built on
+            first use; torch: autocast). Default fp32, or the EngineSet's.
     """
+
+    config_class = FlexITConfig
 
     # Backpropagate each loss term to the decoded image as soon as it is computed (see
     # _losses_and_grad): same gradient, lower peak memory. False: one backward of the whole
@@ -143,15 +159,13 @@ class FlexIT:
     def __init__(self, config: FlexITConfig | None = None, *, device: str | torch.device = "cpu",
                  weights=None, random_init: bool = False, seed: int = 0, download: bool = False,
                  allow_pickle: bool = False, models: Mapping[str, Any] | None = None,
-                 backend: str = "torch"):
+                 backend: "str | EngineSet" = "torch", precision: str | None = None):
         self.config = config or FlexITConfig()
         self.device = torch.device(device)
-        if backend not in ("torch", "onnxruntime", "tensorrt"):
-            raise InputError(f"unknown backend {backend!r}; use torch, onnxruntime or tensorrt")
-        if self.config.exact_reference and backend != "torch":
+        self.engines = EngineSet.of(backend, precision=precision, device=self.device)
+        if self.config.exact_reference and self.engines.backend != "torch":
             raise InputError(f"exact_reference reproduces the reference's torch loop: use backend='torch', "
-                             f"not {backend!r}")
-        self.backend = backend
+                             f"not {self.engines.backend!r}")
         kw = dict(weights=weights, random_init=random_init, seed=seed, device=self.device, download=download)
         models = dict(models or {})
         self.clip: ClipEnsemble = models.get("clip") or load_ensemble(self.config.clip_models, allow_pickle=allow_pickle, **kw)
@@ -160,12 +174,29 @@ class FlexIT:
         for m in (self.clip, self.vqgan, self.lpips):
             m.eval().requires_grad_(False).to(self.device)
         self._setup_speed()
-        self.stages = None  # backend != "torch": one-time encoders and the final decode run in engines
-        if backend != "torch":
-            from ..engines.stages import FlexITStages
+        for key, nets in (("clip", list(self.clip)), ("vqgan", [self.vqgan])):
+            if models.get(key) is None:  # loaded here: artifacts keyed by its files / seed, not hashed
+                for net in nets:
+                    self.engines.register(net, weights=weights, random_init=random_init, seed=seed)
+        # the forward-only stages, run by name through the engine seam
+        self.vq_encoder, self.vq_decoder = VQGANEncoder(self.vqgan), VQGANDecoder(self.vqgan)
+        self.text_towers = [ClipTextTower(net) for net in self.clip]
+        self.image_towers = [ClipImageTower(net) for net in self.clip]
 
-            self.stages = FlexITStages(self, backend, weights=weights, random_init=random_init, seed=seed,
-                                       injected=[k for k in ("clip", "vqgan") if models.get(k) is not None])
+    @property
+    def backend(self) -> str:
+        return self.engines.backend
+
+    @classmethod
+    def specs(cls, config: FlexITConfig | None = None) -> list[str]:
+        """The engine specs an edit runs: VQGAN encoder and decoder, each CLIP net's towers."""
+        from ..models.clip import canonical_name
+
+        cfg = config or FlexITConfig()
+        names = [f"vqgan/{cfg.vqgan}/encoder", f"vqgan/{cfg.vqgan}/decoder"]
+        for n in cfg.clip_models:
+            names += [f"clip/{canonical_name(n)}/text", f"clip/{canonical_name(n)}/image"]
+        return names
 
     # -- speed switches --------------------------------------------------------------------------
     def _setup_speed(self) -> None:
@@ -217,14 +248,13 @@ class FlexIT:
                              "edit them one at a time")
         sources = _broadcast_texts(source, b, "source")
         targets = _broadcast_texts(target, b, "target")
-        encoders = self.stages or self.clip
-        z0 = (self.stages.encode(image0) if self.stages else self.vqgan.encode(image0)).float()
+        z0 = self.engines.run(self.vq_encoder, image0).float()
         _check_finite(z0, "the input's VQGAN latent")
         # one text batch [sources, targets], as the reference's encode_text([txt1, txt2]): a
         # different batch size can round the embeddings differently
-        e_st = encoders.embed_text(sources + targets)
+        e_st = self.embed_text(sources + targets)
         e_s, e_t = [e[:b] for e in e_st], [e[b:] for e in e_st]
-        e_i = encoders.embed_image(image0)
+        e_i = self.embed_image(image0)
         points = [cfg.target_coef * t + cfg.image_coef * i - cfg.source_coef * s for s, t, i in zip(e_s, e_t, e_i)]
         from .. import ops
 
@@ -240,6 +270,19 @@ class FlexIT:
             return FlexITState(targets=tg, z=z0.clone(), step=0, generator=None)
         gen = torch.Generator().manual_seed(0 if seed is None else seed)
         return FlexITState(targets=tg, z=z0.clone(), step=0, generator=gen)
+
+    @torch.no_grad()
+    def embed_text(self, texts: Sequence[str]) -> list[torch.Tensor]:
+        """Per CLIP net: normalised text embeddings [N, D] fp32 (no prompt template, as FlexIT)."""
+        return [F.normalize(self.engines.run(tower, tower.net.tokenize(texts).to(self.device)).float(), dim=-1)
+                for tower in self.text_towers]
+
+    @torch.no_grad()
+    def embed_image(self, image01: torch.Tensor) -> list[torch.Tensor]:
+        """Per CLIP net: normalised embeddings [B, D] fp32 of [0, 1] images (resize/crop/normalise
+        in torch, the tower in its engine)."""
+        return [F.normalize(self.engines.run(tower, tower.net.preprocess(image01)).float(), dim=-1)
+                for tower in self.image_towers]
 
     # -- one step --------------------------------------------------------------------------------
     def _view_inputs(self, batch: int, gen: torch.Generator) -> list:
@@ -393,9 +436,8 @@ class FlexIT:
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        if self.stages is not None:
-            return self.stages.decode(z)
-        return self.vqgan.decode_clamped(z).float().clamp(0, 1)
+        """Latent [B, C, h, w] -> soft-clamped image [B, 3, S, S] in [0, 1], fp32 (decoder stage)."""
+        return self.engines.run(self.vq_decoder, z).float().clamp(0, 1)
 
     # -- whole edit ------------------------------------------------------------------------------
     def edit(self, image, source: str | Sequence[str], target: str | Sequence[str], *,

@@ -476,6 +476,7 @@ class ClipImageTower(nn.Module):
     def __init__(self, net: ClipNet):
         super().__init__()
         self.net = net
+        self.spec_name = f"clip/{net.name}/image"
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.net.encode_image(image)
@@ -490,6 +491,7 @@ class ClipTextTower(nn.Module):
     def __init__(self, net: ClipNet):
         super().__init__()
         self.net = net
+        self.spec_name = f"clip/{net.name}/text"
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.net.encode_text(tokens)

@@ -136,6 +136,7 @@ class DeltaMapper(nn.Module):
         super().__init__()
         c = config
         self.config = c
+        self.spec_name: str | None = None  # set by load_delta_mapper for a registered config
         # Style module (sm), condition module (cm), fusion module (fm), per group.
         self.sm_coarse = Mapper(c.coarse_width, c.coarse_width)
         self.sm_medium = Mapper(c.medium_width, c.medium_width)
@@ -209,6 +210,7 @@ def load_delta_mapper(name: str = "ffhq", *, weights: W.WeightsArg = None, path=
         sd = {(k[7:] if k.startswith("module.") else k): v for k, v in sd.items()}
         W.load_into(net, sd, what=f"Delta Mapper {name} ({ckpt})")
         log.info("loaded Delta Mapper %s from %s", name, ckpt)
+    net.spec_name = f"deltaedit/{name}/mapper"  # the module is its own export wrapper
     return net.eval().requires_grad_(False).to(device)
 
 

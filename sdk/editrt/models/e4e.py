@@ -151,6 +151,8 @@ class Encoder4Editing(nn.Module):
         super().__init__()
         cfg = E4E_CONFIGS[config] if isinstance(config, str) else config
         self.config = cfg
+        # the module is its own export wrapper; a registry name gives it its spec
+        self.spec_name = f"e4e/{config}/encoder" if isinstance(config, str) else None
         d0, d1, d2, d3 = cfg.depths
         self.input_layer = nn.Sequential(nn.Conv2d(3, d0, 3, 1, 1, bias=False), nn.BatchNorm2d(d0), nn.PReLU(d0))
         body, in_ch = [], d0
@@ -182,7 +184,7 @@ class Encoder4Editing(nn.Module):
             cfg = E4E_CONFIGS[name]
             if random_init:
                 with seeded(seed):
-                    return cls(cfg).to(device).eval()
+                    return cls(name).to(device).eval()
             if path is not None:
                 path = Path(path).expanduser()
                 if not path.is_file():
@@ -200,7 +202,7 @@ class Encoder4Editing(nn.Module):
             path, cfg = Path(path if path is not None else name).expanduser(), E4E_CONFIGS["ffhq"]
             if not path.is_file():
                 raise InputError(f"{name!r} is neither a known e4e config ({sorted(E4E_CONFIGS)}) nor a file")
-        enc = cls(cfg)
+        enc = cls(name if name in E4E_CONFIGS else cfg)
         enc.load_checkpoint_dict(load_checkpoint(path, allow_pickle=allow_pickle), source=str(path))
         return enc.to(device).eval()
 

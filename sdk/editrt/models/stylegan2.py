@@ -50,7 +50,6 @@ import dataclasses
 import logging
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -460,6 +459,7 @@ class StyleGAN2(nn.Module):
         super().__init__()
         cfg = get_config(config) if isinstance(config, str) else config
         self.config = cfg
+        self.name: str | None = config if isinstance(config, str) else None  # registry name (export specs)
         self.layout = StyleLayout.from_config(cfg)
         self.size, self.style_dim, self.n_latent = cfg.size, cfg.style_dim, cfg.n_latent
         d, taps = cfg.style_dim, cfg.blur_taps
@@ -500,7 +500,7 @@ class StyleGAN2(nn.Module):
         if name in STYLEGAN2_CONFIGS:
             cfg = STYLEGAN2_CONFIGS[name]
             if random_init:
-                return cls.random(cfg, seed=seed).to(device).eval()
+                return cls.random(name, seed=seed).to(device).eval()
             if path is not None:
                 path = Path(path).expanduser()
                 if not path.is_file():
@@ -520,7 +520,7 @@ class StyleGAN2(nn.Module):
         inferred = convert.config_from_state_dict(state, base=cfg or pkl_cfg or StyleGAN2Config())
         if cfg is not None:
             convert.check_same_architecture(cfg, inferred, what=what, path=path)
-        G = cls(cfg or inferred)
+        G = cls(name if cfg is not None else inferred)
         load_into(G, state, what=what)
         G._set_latent_avg(latent_avg, seed=seed)
         log.info("loaded %s from %s", what, path)
@@ -549,17 +549,13 @@ class StyleGAN2(nn.Module):
                 "latent_avg": self.latent_avg.detach().cpu().clone()}
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write a rosinality-format checkpoint atomically (temp file + os.replace)."""
+        """Write a rosinality-format checkpoint atomically (``editrt.files``)."""
+        from ..files import atomic_path
+
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".part")
-        os.close(fd)
-        try:
+        with atomic_path(path) as tmp:
             torch.save(self.checkpoint_dict(), tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
         return path
 
     def frozen(self) -> "StyleGAN2":
@@ -707,14 +703,16 @@ class SynthesisExport(nn.Module):
     dynamic batch). Instances are of a per-layout subclass whose ``forward`` has explicit named
     parameters, so ``torch.export`` / ONNX see one input per style (no ``*args``)."""
 
-    def __new__(cls, generator: StyleGAN2) -> "SynthesisExport":
+    def __new__(cls, generator: StyleGAN2, **_: Any) -> "SynthesisExport":
         if cls is SynthesisExport:
             cls = _synthesis_export_class(generator.layout.names)
         return super().__new__(cls)
 
-    def __init__(self, generator: StyleGAN2) -> None:
+    def __init__(self, generator: StyleGAN2, *, freeze: bool = True) -> None:
         super().__init__()
-        self.generator = generator.frozen()
+        # freeze=False runs the live generator (same maths, no copy): the torch backend's form
+        self.generator = generator.frozen() if freeze else generator
+        self.spec_name = f"stylegan2/{generator.name}/synthesis" if generator.name else None
 
     def synthesize(self, styles: Sequence[torch.Tensor]) -> torch.Tensor:
         return self.generator.synthesize(StyleCode(styles, self.generator.layout), noise="const",
@@ -744,6 +742,7 @@ class MappingExport(nn.Module):
     def __init__(self, generator: StyleGAN2, psi: float = 1.0) -> None:
         super().__init__()
         self.generator, self.psi = generator, psi
+        self.spec_name = f"stylegan2/{generator.name}/mapping" if generator.name else None
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.generator.mapping(z, self.psi)
@@ -755,6 +754,7 @@ class StylesExport(nn.Module):
     def __init__(self, generator: StyleGAN2) -> None:
         super().__init__()
         self.generator = generator
+        self.spec_name = f"stylegan2/{generator.name}/styles" if generator.name else None
 
     def forward(self, w_plus: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return self.generator.styles_from_w(w_plus).styles

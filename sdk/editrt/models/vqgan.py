@@ -138,6 +138,7 @@ class VQGAN(nn.Module):
 
     def __init__(self, config: VQGANConfig):
         super().__init__()
+        self.name: str | None = None  # config name, set by load_vqgan (names the export specs)
         from taming.modules.diffusionmodules.model import Decoder, Encoder
         from taming.modules.vqvae.quantize import VectorQuantizer
 
@@ -257,6 +258,8 @@ def load_vqgan(name: str = "vqgan_imagenet_f16_1024", *, weights: W.WeightsArg =
             raise WeightsError(f"{ckpt} holds no VQGAN state_dict")
         W.load_into(model, sd, what=f"VQGAN {name} ({ckpt})", ignore_prefixes=("loss.",))
         log.info("loaded VQGAN %s from %s", name, ckpt)
+    # a model.yaml with another architecture than the registered config has no export spec
+    model.name = name if config == VQGAN_CONFIGS[name] else None
     return model.eval().requires_grad_(False).to(device)
 
 
@@ -287,6 +290,7 @@ class VQGANEncoder(nn.Module):
     def __init__(self, vq: VQGAN):
         super().__init__()
         self.vq = vq
+        self.spec_name = f"vqgan/{vq.name}/encoder" if vq.name else None
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.vq.encode(image)
@@ -298,6 +302,7 @@ class VQGANDecoder(nn.Module):
     def __init__(self, vq: VQGAN):
         super().__init__()
         self.vq = vq
+        self.spec_name = f"vqgan/{vq.name}/decoder" if vq.name else None
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
         return self.vq.decode_clamped(latent)

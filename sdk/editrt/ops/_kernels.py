@@ -50,6 +50,10 @@ def _load_extension() -> tuple[Any, str | None]:
 
 
 _C, _IMPORT_ERROR = _load_extension()
+if _C is None and _env_flag("EDITRT_REQUIRE_EXT", False) and not _env_flag("EDITRT_NO_EXT", False):
+    # CI sets this: a broken kernel build must fail loudly, not skip the kernel tests
+    raise ImportError(f"EDITRT_REQUIRE_EXT=1 but editrt._C cannot be loaded ({_IMPORT_ERROR}); "
+                      "rebuild with `pip install --no-build-isolation -e .`")
 # The on/off switch is per thread and per asyncio task (a ContextVar), so two threads that switch
 # it never see each other's state; each new thread starts from EDITRT_USE_KERNELS (default on;
 # 0 starts with the torch reference, e.g. for benchmarks).

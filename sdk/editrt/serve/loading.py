@@ -47,7 +47,7 @@ class ModelSource:
 
     def common(self) -> dict:
         return dict(weights=self.weights_dir, device=self.device, allow_pickle=self.allow_pickle,
-                    backend=self.backend)
+                    backend=self.backend, precision=self.precision)
 
 
 def load_editors(methods, source: ModelSource) -> dict:
@@ -58,10 +58,8 @@ def load_editors(methods, source: ModelSource) -> dict:
     for method in methods:
         if method == "flexit":
             editor = _load_flexit(source)
-            _set_engine_precision(editor, source.precision)
         elif method in P.DIRECTION_METHODS:
             editor = _load_direction(method, source, shared)
-            _set_engine_precision(editor, source.precision)  # before the warm-up builds any engine
             if not shared:
                 shared.update(fs3=editor.fs3, stats=editor.stats)  # resolved (or computed) once, now
                 if source.backend == "torch":
@@ -108,14 +106,6 @@ def _load_direction(method: str, source: ModelSource, shared: dict):
                         method)
         return cls(config=config_cls.preset("tiny"), random_init=True, seed=source.seed, **kw)
     return cls(config=config_cls(), **kw)
-
-
-def _set_engine_precision(editor, precision: str) -> None:
-    # The editors build their engines lazily through one EngineSet (engines/stages.py), which
-    # reads its precision at build time; set it before the first request builds anything.
-    stages = getattr(editor, "stages", None)
-    if stages is not None:
-        stages.engines.precision = precision
 
 
 def clip_of(editor):

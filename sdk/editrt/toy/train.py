@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..files import atomic_path
 from . import world
 
 log = logging.getLogger(__name__)
@@ -226,8 +227,6 @@ def train_classifier(steps: int = 400, batch: int = 64, lr: float = 2e-3, seed: 
 
 def save_safetensors(state: dict[str, torch.Tensor], path, *, half: bool = False) -> None:
     """Atomic safetensors write; ``half`` stores float tensors as fp16 (loaders upcast)."""
-    import os
-    import tempfile
     from pathlib import Path
 
     from safetensors.torch import save_file
@@ -236,14 +235,8 @@ def save_safetensors(state: dict[str, torch.Tensor], path, *, half: bool = False
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: (v.detach().half() if half and v.is_floating_point() else v.detach()).contiguous().cpu()
                for k, v in state.items()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         save_file(tensors, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 __all__ = ["train_vqgan", "train_clip", "train_classifier", "clip_zero_shot", "held_out", "save_safetensors"]

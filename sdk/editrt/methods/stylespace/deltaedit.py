@@ -78,14 +78,15 @@ class DeltaEdit(StyleEditor):
     """
 
     method = "deltaedit"
+    config_class = DeltaEditConfig
 
     def __init__(self, generator=None, clip=None, config: DeltaEditConfig | None = None, *, mapper=None,
                  weights=None, random_init: bool = False, seed: int = 0, device="cpu", fs3=None, stats=None,
-                 download: bool = False, allow_pickle: bool = False, backend: str = "torch"):
+                 download: bool = False, allow_pickle: bool = False, backend="torch", precision: str | None = None):
         config = config or (DeltaEditConfig.preset("tiny") if random_init and generator is None else DeltaEditConfig())
         super().__init__(generator, clip, config, weights=weights, random_init=random_init, seed=seed,
                          device=device, fs3=fs3, stats=stats, download=download, allow_pickle=allow_pickle,
-                         backend=backend)
+                         backend=backend, precision=precision)
         injected_mapper = mapper is not None
         if mapper is None:
             mapper = load_delta_mapper(config.mapper, weights=weights, random_init=random_init, seed=seed,
@@ -103,16 +104,23 @@ class DeltaEdit(StyleEditor):
                 f"padded onto another layout (channel k of another generator means something else); train "
                 f"one for this generator with `editrt train deltaedit` and pass it as mapper=")
         self.mapper = mapper.to(self.device)
-        if self.stages is not None:
-            if injected_mapper:
-                self.stages.injected.add("mapper")
-            self.mapper = self.stages.wrap_mapper(self.mapper)
+        if not injected_mapper:
+            self._register(self.mapper)
+
+    @classmethod
+    def specs(cls, config=None, *, photos: bool = False) -> list[str]:
+        """Global direction's specs plus the CLIP image tower and the Delta Mapper."""
+        from ...models.clip import canonical_name
+
+        cfg = config or cls.config_class()
+        return (super().specs(cfg, photos=photos)
+                + [f"clip/{canonical_name(cfg.clip_model)}/image", f"deltaedit/{cfg.mapper}/mapper"])
 
     @torch.no_grad()
     def clip_image_embedding(self, images: torch.Tensor) -> torch.Tensor:
         """Unit CLIP image embeddings [B, D] of [-1, 1] images, DeltaEdit preprocessing."""
         x = deltaedit_clip_input(images.to(self.device), self.clip.image_size)
-        return F.normalize(self.clip.encode_image(x).float(), dim=-1)
+        return F.normalize(self.engines.run(self.image_tower, x).float(), dim=-1)
 
     def text_condition(self, target: str, neutral: str | None = None, *, threshold: float | None = None):
         """(unit dt [D], keep mask [C_conv] bool (True = may change, may be all False), raw |dt|)."""
@@ -120,7 +128,7 @@ class DeltaEdit(StyleEditor):
         if not isinstance(threshold, (int, float)) or not 0.0 <= threshold < 2.0:
             raise InputError(f"threshold {threshold!r} is out of range [0, 2)")
         dt_raw = text_direction(self.clip, target, neutral if neutral is not None else self.config.neutral,
-                                normalize=False).to(self.device)
+                                normalize=False, engines=self.engines).to(self.device)
         keep = relevance(self.fs3, dt_raw).abs() >= threshold
         if not keep.any():
             warnings.warn(f"DeltaEdit: no channel has |fs3 . dt| >= threshold={threshold:g} for {target!r}; the "
@@ -131,20 +139,26 @@ class DeltaEdit(StyleEditor):
 
     @torch.no_grad()
     def edit(self, code_or_image, target: str, neutral: str | None = None, *,
-             strength: float | Sequence[float] | None = None, threshold: float | None = None) -> StyleEditResult:
+             strength: float | Sequence[float] | None = None, threshold: float | None = None,
+             source_image: torch.Tensor | None = None) -> StyleEditResult:
         """Edit a batch (StyleCode, W/W+, or photos through e4e) towards ``target``.
 
         strength: one multiplier of Δs or several (one output each); default config.strength (1).
+        source_image: as GlobalDirection.edit. The source is synthesised once and serves both the
+        CLIP image condition (codes) and the result's ``source``.
         """
         strengths = as_strengths(strength, self.config.strength, limit=STYLE_ALPHA_LIMIT, what="strength")
-        dt, keep, dt_norm = self.text_condition(target, neutral, threshold=threshold)
-        code, photos = self.encode(code_or_image)
-        source_images = photos if photos is not None else self.synthesize(code)
-        c_img = self.clip_image_embedding(source_images)
+        dt, keep, dt_norm = self.text_condition(target, neutral, threshold=threshold)  # stage: CLIP text
+        code, photos = self.encode(code_or_image)  # stage: e4e (photos only)
+        source = self.source_images(code, source_image)
+        if source is None:
+            source = self.synthesize(code)  # stage: synthesis (the unedited images, once)
+            self._remember_source(code, source)
+        c_img = self.clip_image_embedding(photos if photos is not None else source)  # stage: CLIP image
         cond = torch.cat([c_img, dt.expand(c_img.shape[0], -1)], dim=1)
-        delta = self.mapper(code.conv_view().float(), cond)
+        delta = self.engines.run(self.mapper, code.conv_view().float(), cond)  # stage: Delta Mapper
         delta = delta.masked_fill(~keep, 0.0)  # improved_ds: ds[select] = 0 (assignment, not a product)
-        images, codes, source = self._apply(code, delta, strengths)
+        images, codes, source = self._apply(code, delta, strengths, source)  # stage: synthesis (edits)
         n_changed = int(keep.sum())
         log.info("DeltaEdit %r: %d channels unmasked, |dt| %.4f", target, n_changed, dt_norm)
         return StyleEditResult(images, codes, source, strengths, n_changed, dt.cpu(), self.method,

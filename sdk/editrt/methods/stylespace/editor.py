@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from ... import weights as W
+from ...engines.stages import EngineSet
 from ...errors import InputError, WeightsError
 from .identity import generator_fingerprint, generator_name
 from .relevance_matrix import check_fs3, compute_relevance, load_fs3
@@ -39,15 +40,22 @@ class StyleEditor:
     ``{key: path}`` mapping (``weights.resolve``); random_init: seeded random weights for every
     network (offline smoke runs); fs3 / stats: explicit relevance matrix (path or tensor) and
     channel statistics (path or :class:`ChannelStats`).
+
+    backend: "torch" | "onnxruntime" | "tensorrt" or an :class:`~editrt.engines.EngineSet`, where
+    the forward-only stages run: CLIP text and image towers, StyleGAN2 synthesis, e4e, Delta
+    Mapper (``engines.run(stage, ...)`` at each call site). precision: "fp32" | "fp16" | "bf16"
+    of those stages (default fp32, or the EngineSet's). The precomputations (channel statistics,
+    relevance matrix, FEU corpus) run in torch.
     """
 
     method = "style"
+    config_class: type  # the method's config dataclass (its defaults name the networks)
 
     def __init__(self, generator=None, clip=None, config=None, *, weights: W.WeightsArg = None,
                  random_init: bool = False, seed: int = 0, device: str | torch.device = "cpu",
                  fs3: torch.Tensor | str | os.PathLike | None = None, stats=None, download: bool = False,
-                 allow_pickle: bool = False, backend: str = "torch"):
-        from ...models.clip import ClipNet, load_clip
+                 allow_pickle: bool = False, backend: "str | EngineSet" = "torch", precision: str | None = None):
+        from ...models.clip import ClipImageTower, ClipNet, ClipTextTower, load_clip
         from ...models.stylegan2 import StyleGAN2
 
         self.config = config
@@ -70,13 +78,44 @@ class StyleEditor:
         self._stats_arg = stats
         self._stats: ChannelStats | None = None
         self._encoder = None
-        self.backend, self.stages = backend, None  # not torch: text, image, synthesis, e4e, mapper in engines
-        if backend != "torch":
-            from ...engines.stages import StyleStages
+        self.engines = EngineSet.of(backend, precision=precision, device=self.device)
+        self._loaded_here = {"generator": not isinstance(generator, StyleGAN2), "clip": not isinstance(clip, ClipNet)}
+        if self._loaded_here["clip"]:
+            self._register(self.clip)
+        # the forward-only stages, run by name through the engine seam
+        self.text_tower, self.image_tower = ClipTextTower(self.clip), ClipImageTower(self.clip)
+        self._synthesis = None
+        self._last_source: tuple | None = None  # (styles, their versions, images): one synthesis per code
 
-            self.stages = StyleStages.for_editor(self, backend, injected=[
-                k for k, v in (("generator", generator), ("clip", clip)) if v is not None and not isinstance(v, str)])
-            self.generator, self.clip = self.stages.wrap_generator(self.generator), self.stages.wrap_clip(self.clip)
+    def _register(self, network: torch.nn.Module) -> None:
+        """A network loaded here: its artifacts are keyed by the checkpoint files or the seed."""
+        self.engines.register(network, weights=self.weights, random_init=self.random_init, seed=self.seed)
+
+    @property
+    def backend(self) -> str:
+        return self.engines.backend
+
+    @property
+    def synthesis(self) -> torch.nn.Module:
+        """The synthesis stage (built on first use: the export form is a frozen copy)."""
+        if self._synthesis is None:
+            from ...models.stylegan2 import SynthesisExport
+
+            self._synthesis = SynthesisExport(self.generator, freeze=self.engines.backend != "torch")
+            if self._loaded_here["generator"]:
+                self._register(self._synthesis)
+        return self._synthesis
+
+    @classmethod
+    def specs(cls, config=None, *, photos: bool = False) -> list[str]:
+        """The engine specs an edit runs (``photos``: with the e4e inversion of real images)."""
+        from ...models.clip import canonical_name
+
+        cfg = config or cls.config_class()
+        names = [f"clip/{canonical_name(cfg.clip_model)}/text", f"stylegan2/{cfg.generator}/synthesis"]
+        if photos:
+            names.append(f"e4e/{cfg.generator.split('-')[0]}/encoder")
+        return names
 
     @property
     def stats(self) -> ChannelStats:
@@ -152,14 +191,14 @@ class StyleEditor:
                 raise InputError(f"no e4e encoder exists for generator {generator_name(self.generator)}; "
                                  f"real photos can be edited with {sorted(E4E_CONFIGS)} generators only. "
                                  "Pass a StyleCode or W+ latents instead.")
-            self._encoder = Encoder4Editing.load(name, weights=self.weights, random_init=self.random_init,
-                                                 seed=self.seed, device=self.device, download=self._download,
-                                                 allow_pickle=self._allow_pickle)
-            if self._encoder.config.n_styles != self.generator.n_latent:
-                raise WeightsError(f"e4e {name} outputs {self._encoder.config.n_styles} W+ entries; the generator "
+            encoder = Encoder4Editing.load(name, weights=self.weights, random_init=self.random_init,
+                                           seed=self.seed, device=self.device, download=self._download,
+                                           allow_pickle=self._allow_pickle)
+            if encoder.config.n_styles != self.generator.n_latent:
+                raise WeightsError(f"e4e {name} outputs {encoder.config.n_styles} W+ entries; the generator "
                                    f"needs {self.generator.n_latent}")
-            if self.stages is not None:
-                self._encoder = self.stages.wrap_e4e(self._encoder)
+            self._register(encoder)
+            self._encoder = encoder
         return self._encoder
 
     @torch.no_grad()
@@ -188,27 +227,58 @@ class StyleEditor:
         encoder = self._load_encoder()
         size = encoder.config.input_size
         x = torch.cat([preprocess(im[None], size=size) for im in imgs]).to(self.device)
-        return self.generator.styles_from_w(encoder(x)), x
+        return self.generator.styles_from_w(self.engines.run(encoder, x)), x
 
     # -- synthesis ----------------------------------------------------------------------------
     @torch.no_grad()
     def synthesize(self, code: "StyleCode") -> torch.Tensor:
-        """Batched synthesis in chunks (memory bound at 1024 px). [B, 3, H, W] in ~[-1, 1]."""
+        """The synthesis stage in chunks (memory bound at 1024 px). [B, 3, H, W] fp32 in ~[-1, 1]."""
+        if code.layout != self.generator.layout:
+            raise InputError("the StyleCode belongs to another generator (different S-space layout)")
         step = default_batch(self.generator)
-        outs = [self.generator.synthesize(code[i:i + step]) for i in range(0, code.batch_size, step)]
+        outs = [self.engines.run(self.synthesis, *code[i:i + step].styles) for i in range(0, code.batch_size, step)]
         return torch.cat(outs)
 
+    def _cached_source(self, code: "StyleCode") -> torch.Tensor | None:
+        last = self._last_source
+        if last is None or len(last[0]) != len(code.styles):
+            return None
+        same = all(a is b and a._version == v for a, b, v in zip(last[0], code.styles, last[1]))
+        return last[2] if same else None
+
     @torch.no_grad()
-    def _apply(self, code: "StyleCode", delta, strengths: tuple[float, ...]) -> tuple[torch.Tensor, list["StyleCode"], torch.Tensor]:
-        """s' = s + strength * delta for each strength; one batched synthesis for all of them.
-        ``delta`` is a StyleCode (batch 1 or B) or a conv-view tensor [B or 1, C_conv]."""
+    def source_images(self, code: "StyleCode", given: torch.Tensor | None = None) -> torch.Tensor | None:
+        """The unedited synthesis of ``code`` when it is known without synthesising: ``given``
+        (checked against the generator's output shape), or the one made by the previous edit of
+        this same code (same tensors, unmodified). None: the edit synthesises it."""
+        if given is not None:
+            want = (code.batch_size, 3, self.generator.size, self.generator.size)
+            if not isinstance(given, torch.Tensor) or tuple(given.shape) != want:
+                raise InputError(f"source_image must be the unedited synthesis, a tensor of shape {want} in "
+                                 f"[-1, 1]; got {tuple(given.shape) if isinstance(given, torch.Tensor) else type(given).__name__}")
+            return check_images_finite(given.to(self.device, torch.float32), "source_image")
+        return self._cached_source(code)
+
+    def _remember_source(self, code: "StyleCode", images: torch.Tensor) -> None:
+        self._last_source = (tuple(code.styles), tuple(t._version for t in code.styles), images)
+
+    @torch.no_grad()
+    def _apply(self, code: "StyleCode", delta, strengths: tuple[float, ...], source: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, list["StyleCode"], torch.Tensor]:
+        """s' = s + strength * delta for each strength, synthesised in one batch together with
+        the unedited ``code`` unless its images are given (``source``): one synthesis per image.
+        ``delta`` is a StyleCode (batch 1 or B) or a conv-view tensor [B or 1, C_conv].
+        Returns (images [B, K, 3, H, W], edited codes, source [B, 3, H, W])."""
         from ...models.stylegan2 import StyleCode
 
         b = code.batch_size
         edited = [code + k * delta if isinstance(delta, StyleCode) else code.add_conv_delta(delta, k)
                   for k in strengths]
-        images = self.synthesize(StyleCode.cat([code] + edited))
-        check_images_finite(images, f"{self.method} edit")
-        source = images[:b]
-        out = images[b:].view(len(strengths), b, *images.shape[1:]).transpose(0, 1)
+        if source is None:
+            images = check_images_finite(self.synthesize(StyleCode.cat([code] + edited)), f"{self.method} edit")
+            source, images = images[:b].clone(), images[b:]
+            self._remember_source(code, source)
+        else:
+            images = check_images_finite(self.synthesize(StyleCode.cat(edited)), f"{self.method} edit")
+        out = images.view(len(strengths), b, *images.shape[1:]).transpose(0, 1)
         return out, edited, source

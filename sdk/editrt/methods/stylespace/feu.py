@@ -65,14 +65,15 @@ class FEU(StyleEditor):
     """
 
     method = "feu"
+    config_class = FEUConfig
 
     def __init__(self, generator=None, clip=None, config: FEUConfig | None = None, *, corpus=None,
                  weights=None, random_init: bool = False, seed: int = 0, device="cpu", fs3=None, stats=None,
-                 download: bool = False, allow_pickle: bool = False, backend: str = "torch"):
+                 download: bool = False, allow_pickle: bool = False, backend="torch", precision: str | None = None):
         config = config or (FEUConfig.preset("tiny") if random_init and generator is None else FEUConfig())
         super().__init__(generator, clip, config, weights=weights, random_init=random_init, seed=seed,
                          device=device, fs3=fs3, stats=stats, download=download, allow_pickle=allow_pickle,
-                         backend=backend)
+                         backend=backend, precision=precision)
         if isinstance(corpus, (str, os.PathLike)):
             corpus = CorpusIndex.load(corpus, clip_model=self.clip.name)
         elif corpus is not None:
@@ -92,7 +93,7 @@ class FEU(StyleEditor):
         k = self.config.k if k is None else k
         if not isinstance(k, int) or k < 1:
             raise InputError(f"k must be a positive integer, got {k!r}")
-        query = template_embeddings(self.clip, [instruction])[0]
+        query = template_embeddings(self.clip, [instruction], engines=self.engines)[0]  # stage: CLIP text
         pos, neg = self.corpus.retrieve(query, k)
         emb = self.corpus.embeddings
         normal, acc = svm_direction(emb[pos], emb[neg], C=self.config.svm_c, kind=self.config.svm,
@@ -104,15 +105,17 @@ class FEU(StyleEditor):
 
     @torch.no_grad()
     def edit(self, code_or_image, target: str, *, alpha: float | Sequence[float] | None = None,
-             beta: float | str | None = None, k: int | None = None) -> StyleEditResult:
-        """Edit towards the instruction ``target``; alpha/beta as GlobalDirection.edit."""
+             beta: float | str | None = None, k: int | None = None,
+             source_image: torch.Tensor | None = None) -> StyleEditResult:
+        """Edit towards the instruction ``target``; alpha/beta/source_image as GlobalDirection.edit."""
         alphas = as_strengths(alpha, self.config.alpha, limit=STYLE_ALPHA_LIMIT, what="alpha")
         dt, info = self.direction(target, k=k)
         mapper = DirectionMapper(self.fs3, self.stats)
         b = mapper.resolve_beta(dt, beta, self.config)
         ds, num_c = mapper.delta(dt, b)
-        code, _ = self.encode(code_or_image)
-        images, codes, source = self._apply(code, ds, alphas)
+        code, _ = self.encode(code_or_image)  # stage: e4e (photos only)
+        source = self.source_images(code, source_image)
+        images, codes, source = self._apply(code, ds, alphas, source)  # stage: synthesis
         log.info("FEU %r: beta %.3f, %d channels, svm accuracy %.3f", target, b, num_c, info["svm_train_accuracy"])
         return StyleEditResult(images, codes, source, alphas, num_c, dt, self.method, self.config.to_dict(),
                                {"beta": b, "target": target, **info})

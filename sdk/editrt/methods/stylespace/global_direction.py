@@ -62,23 +62,25 @@ class GlobalDirection(StyleEditor):
     """
 
     method = "global"
+    config_class = GlobalDirectionConfig
 
     def __init__(self, generator=None, clip=None, config: GlobalDirectionConfig | None = None, *,
                  weights=None, random_init: bool = False, seed: int = 0, device="cpu", fs3=None, stats=None,
-                 download: bool = False, allow_pickle: bool = False, backend: str = "torch"):
+                 download: bool = False, allow_pickle: bool = False, backend="torch", precision: str | None = None):
         config = config or (GlobalDirectionConfig.preset("tiny") if random_init and generator is None
                             else GlobalDirectionConfig())
         super().__init__(generator, clip, config, weights=weights, random_init=random_init, seed=seed,
                          device=device, fs3=fs3, stats=stats, download=download, allow_pickle=allow_pickle,
-                         backend=backend)
+                         backend=backend, precision=precision)
 
     @property
     def mapper(self) -> DirectionMapper:
         return DirectionMapper(self.fs3, self.stats)
 
     def direction(self, target: str, neutral: str | None = None) -> torch.Tensor:
-        """Unit CLIP text direction Δt [D] (``GetDt``)."""
-        return text_direction(self.clip, target, neutral if neutral is not None else self.config.neutral)
+        """Unit CLIP text direction Δt [D] (``GetDt``; CLIP text stage, 79 templates per prompt)."""
+        return text_direction(self.clip, target, neutral if neutral is not None else self.config.neutral,
+                              engines=self.engines)
 
     def style_delta(self, target: str, neutral: str | None = None, *, beta=None):
         """(Δs StyleCode [1], channels kept, beta used, Δt) for a text pair."""
@@ -90,16 +92,21 @@ class GlobalDirection(StyleEditor):
 
     @torch.no_grad()
     def edit(self, code_or_image, target: str, neutral: str | None = None, *,
-             alpha: float | Sequence[float] | None = None, beta: float | str | None = None) -> StyleEditResult:
+             alpha: float | Sequence[float] | None = None, beta: float | str | None = None,
+             source_image: torch.Tensor | None = None) -> StyleEditResult:
         """Edit a batch (StyleCode, W/W+, or image(s) through e4e) towards ``target``.
 
         alpha: one strength or several (each gives an output per input); default config.alpha.
         beta: threshold, "auto" (GetDt2), or None for config.beta.
+        source_image: the unedited synthesis [B, 3, H, W] when the caller has it (e.g. a previous
+        result's ``source``); the previous edit's is reused for the same code. Otherwise
+        it is synthesised once, in the batch of the edits.
         """
         alphas = as_strengths(alpha, self.config.alpha, limit=STYLE_ALPHA_LIMIT, what="alpha")
-        ds, num_c, b, dt = self.style_delta(target, neutral, beta=beta)
-        code, _ = self.encode(code_or_image)
-        images, codes, source = self._apply(code, ds, alphas)
+        ds, num_c, b, dt = self.style_delta(target, neutral, beta=beta)  # stage: CLIP text
+        code, _ = self.encode(code_or_image)  # stage: e4e (photos only)
+        source = self.source_images(code, source_image)
+        images, codes, source = self._apply(code, ds, alphas, source)  # stage: synthesis
         log.info("global direction %r: beta %.3f, %d channels, alpha %s", target, b, num_c, alphas)
         return StyleEditResult(images, codes, source, alphas, num_c, dt.cpu(), self.method, self.config.to_dict(),
                                {"beta": b, "target": target,

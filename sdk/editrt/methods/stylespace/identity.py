@@ -22,8 +22,12 @@ _FINGERPRINTS: "weakref.WeakKeyDictionary[torch.nn.Module, str]" = weakref.WeakK
 
 
 def generator_name(generator: "StyleGAN2") -> str:
-    """The config name of a generator (``ffhq-1024``, ``tiny``) or ``custom-<size>``."""
+    """The config name of a generator (``ffhq-1024``, ``tiny``) or ``custom-<size>``: the name its
+    loader gave it, else the registered config it equals (a checkpoint loaded from a path)."""
     from ...models.stylegan2 import STYLEGAN2_CONFIGS
+
+    if getattr(generator, "name", None):
+        return generator.name
 
     for name, cfg in STYLEGAN2_CONFIGS.items():
         if cfg == generator.config:

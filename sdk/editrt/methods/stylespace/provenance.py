@@ -6,14 +6,13 @@ from __future__ import annotations
 import datetime
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ...errors import InputError, WeightsError
+from ...files import atomic_path
 
 if TYPE_CHECKING:  # pragma: no cover
     pass
@@ -26,18 +25,9 @@ def save_tensors(tensors: dict[str, torch.Tensor], meta: dict[str, Any], path: P
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp,
                   metadata={"editrt": json.dumps(meta, sort_keys=True)})
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

@@ -17,6 +17,8 @@ from ...errors import InputError, NumericalError
 from .relevance_matrix import to_uint8_truncate
 
 if TYPE_CHECKING:  # pragma: no cover
+    from PIL import Image
+
     from ...models.stylegan2 import StyleCode, StyleGAN2
 
 log = logging.getLogger(__name__)
@@ -24,11 +26,14 @@ log = logging.getLogger(__name__)
 
 @dataclasses.dataclass
 class StyleEditResult:
-    """Output of ``GlobalDirection/FEU/DeltaEdit.edit``.
+    """Output of ``GlobalDirection/FEU/DeltaEdit.edit``; agrees with FlexIT's ``EditResult``:
+    ``.image`` is the first output as a PIL image, ``.images01`` the outputs as float32 in [0, 1],
+    ``.pil()`` the PIL images.
 
-    images: [B, K, 3, H, W] float in [-1, 1], K = number of strengths (in ``strengths`` order).
-    codes: K StyleCodes of batch B (the edited codes). source: [B, 3, H, W] unedited synthesis.
-    channels_changed: conv channels with a non-zero delta. direction: the CLIP-space direction [D].
+    images: [B, K, 3, H, W] float in [-1, 1] (the generator's range), K = number of strengths
+    (in ``strengths`` order). codes: K StyleCodes of batch B (the edited codes). source:
+    [B, 3, H, W] unedited synthesis in [-1, 1]. channels_changed: conv channels with a non-zero
+    delta. direction: the CLIP-space direction [D].
     """
 
     images: torch.Tensor
@@ -42,9 +47,23 @@ class StyleEditResult:
     extras: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
-    def image(self) -> torch.Tensor:
-        """[B, 3, H, W] edit at the first strength."""
-        return self.images[:, 0]
+    def images01(self) -> torch.Tensor:
+        """[B, K, 3, H, W] float32 in [0, 1]: ``(images + 1) / 2``, clamped."""
+        return ((self.images.float() + 1) / 2).clamp(0, 1)
+
+    @property
+    def image(self) -> "Image.Image":
+        """The first input's edit at the first strength as a PIL image (StyleCLIP's uint8
+        conversion: truncation)."""
+        return self.pil()[0]
+
+    def pil(self) -> list["Image.Image"]:
+        """Every output as a PIL image, input-major: [b0 k0, b0 k1, ..., b1 k0, ...]."""
+        from PIL import Image
+
+        u8 = self.to_uint8()  # [B, K, H, W, 3]
+        arr = u8.reshape(-1, *u8.shape[2:]).numpy()
+        return [Image.fromarray(a, "RGB") for a in arr]
 
     @property
     def code(self) -> "StyleCode":

@@ -17,6 +17,7 @@ from ...errors import InputError, NumericalError
 from ...models.clip import trim_padding
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ...engines.stages import EngineSet
     from ...models.clip import ClipNet
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,8 @@ TEMPLATE_CACHE_SIZE = 1024  # classes kept per CLIP model (each a D-float vector
 
 @torch.no_grad()
 def template_embeddings(clip: "ClipNet", classnames: Sequence[str],
-                        templates: Sequence[str] = IMAGENET_TEMPLATES) -> torch.Tensor:
+                        templates: Sequence[str] = IMAGENET_TEMPLATES, *,
+                        engines: "EngineSet | None" = None) -> torch.Tensor:
     """``zeroshot_classifier``: per class, normalise each templated prompt's embedding, average,
     normalise. Returns float32 [N, D] unit rows (on CPU).
 
@@ -69,6 +71,8 @@ def template_embeddings(clip: "ClipNet", classnames: Sequence[str],
     one batch trimmed to its longest templated prompt (:func:`~editrt.models.clip.trim_padding`:
     ~15 of 77 tokens, same embeddings), and results are kept in a small LRU cache per CLIP
     model (frozen weights): a repeated neutral or target text costs nothing.
+    ``engines``: the seam the CLIP text stage runs in (default: the torch module itself); the
+    cache is kept per backend and precision too.
     """
     if isinstance(classnames, str):
         classnames = [classnames]
@@ -76,12 +80,21 @@ def template_embeddings(clip: "ClipNet", classnames: Sequence[str],
         if not isinstance(name, str) or not name.strip():
             raise InputError(f"empty prompt {name!r}: describe the edit target in words")
     cache = _TEMPLATE_CACHE.setdefault(clip, OrderedDict())
-    key_of = {c: (c, tuple(templates)) for c in classnames}
+    where = ("torch", "fp32") if engines is None else (engines.backend, engines.precision)
+    key_of = {c: (c, tuple(templates), where) for c in classnames}
     missing = list(dict.fromkeys(c for c in classnames if key_of[c] not in cache))
     if missing:
         for c in missing:  # one batch per class: its templates have similar lengths
             tokens = trim_padding(clip.tokenize([t.format(c) for t in templates]))
-            emb = F.normalize(clip.encode_text(tokens).float(), dim=-1).cpu()
+            if engines is None:
+                raw = clip.encode_text(tokens)
+            else:
+                from ...models.clip import ClipTextTower
+
+                if engines.backend != "torch":  # exported text graphs take the full context length
+                    tokens = F.pad(tokens, (0, clip.context_length - tokens.shape[1]))
+                raw = engines.run(ClipTextTower(clip), tokens.to(engines.device))
+            emb = F.normalize(raw.float(), dim=-1).cpu()
             cache[key_of[c]] = F.normalize(emb.mean(dim=0), dim=-1)
     for c in classnames:
         cache.move_to_end(key_of[c])
@@ -91,7 +104,8 @@ def template_embeddings(clip: "ClipNet", classnames: Sequence[str],
     return out.clone()
 
 
-def text_direction(clip: "ClipNet", target: str, neutral: str, *, normalize: bool = True) -> torch.Tensor:
+def text_direction(clip: "ClipNet", target: str, neutral: str, *, normalize: bool = True,
+                   engines: "EngineSet | None" = None) -> torch.Tensor:
     """``GetDt([target, neutral])``: t_target - t_neutral, unit length if ``normalize``.
 
     ``normalize=False`` is DeltaEdit's ``map_tool.GetDt`` (its channel mask uses the raw
@@ -101,7 +115,7 @@ def text_direction(clip: "ClipNet", target: str, neutral: str, *, normalize: boo
     if target.strip() == neutral.strip():
         raise InputError(f"target text {target!r} equals the neutral text: the edit direction is zero; "
                          "describe the change (e.g. neutral 'face', target 'smiling face')")
-    emb = template_embeddings(clip, [target, neutral])
+    emb = template_embeddings(clip, [target, neutral], engines=engines)
     dt = emb[0] - emb[1]
     norm = float(dt.norm())
     log.debug("|dt| = %.4f for %r -> %r", norm, neutral, target)
