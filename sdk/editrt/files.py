@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import tempfile
 import threading
 from pathlib import Path
 from typing import IO, Any, Iterator
+
+_log = logging.getLogger(__name__)
 
 _UMASK_LOCK = threading.Lock()
 
@@ -90,5 +93,35 @@ def atomic_write_json(path: str | os.PathLike, obj: Any, *, indent: int | None =
     return atomic_write_text(path, json.dumps(obj, indent=indent, **dumps) + "\n")
 
 
-__all__ = ["atomic_path", "atomic_open", "atomic_write_bytes", "atomic_write_text", "atomic_write_json",
+def iter_jsonl(path: Path) -> Iterator[dict]:
+    """The complete JSON-object lines of an append-only file (a torn last line is skipped)."""
+    if not path.is_file():
+        return
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, start=1):
+            try:
+                rec = json.loads(raw)
+            except json.JSONDecodeError:
+                _log.warning("%s:%d: ignoring an incomplete line (interrupted run)", path, n)
+                continue
+            if isinstance(rec, dict):
+                yield rec
+
+
+def append_jsonl(path: Path, records: list[dict]) -> None:
+    # A torn line from an interrupted run must not glue onto the next record.
+    needs_newline = False
+    if path.is_file() and path.stat().st_size > 0:
+        with open(path, "rb") as f:
+            f.seek(-1, os.SEEK_END)
+            needs_newline = f.read(1) != b"\n"
+    with open(path, "ab") as f:
+        if needs_newline:
+            f.write(b"\n")
+        f.write(b"".join(json.dumps(r).encode() + b"\n" for r in records))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+__all__ = ["append_jsonl", "iter_jsonl", "atomic_path", "atomic_open", "atomic_write_bytes", "atomic_write_text", "atomic_write_json",
            "publish_mode", "current_umask"]

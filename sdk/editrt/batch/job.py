@@ -16,7 +16,7 @@ from typing import Any, Iterable, Iterator, Mapping
 
 from .. import imageio
 from ..errors import InputError
-from ..eval.protocol import _append_lines as append_jsonl, iter_jsonl
+from ..files import append_jsonl, iter_jsonl
 from .editing import BatchOptions, RowEditor, check_row
 from .manifest import Row, read_manifest, rows_from
 

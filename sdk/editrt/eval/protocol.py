@@ -19,14 +19,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import time
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Sequence
 
 import torch
 
 from .. import imageio
+from ..files import append_jsonl, iter_jsonl
 from ..errors import InputError
 from ..models.preprocess import resize_center_crop
 from . import metrics as M
@@ -49,39 +49,9 @@ UNITS = {"accuracy": "% of queries whose restricted argmax is the target", "uned
          "sfid_mean": "mean term only (the reference eval.py value)", "csfid_mean": "mean term only, per class"}
 
 
-def iter_jsonl(path: Path) -> Iterator[dict]:
-    """The complete JSON-object lines of an append-only file (a torn last line is skipped)."""
-    if not path.is_file():
-        return
-    with open(path, "rb") as f:
-        for n, raw in enumerate(f, start=1):
-            try:
-                rec = json.loads(raw)
-            except json.JSONDecodeError:
-                log.warning("%s:%d: ignoring an incomplete line (interrupted run)", path, n)
-                continue
-            if isinstance(rec, dict):
-                yield rec
-
-
 def read_results(path: Path) -> list[dict]:
     """Complete lines of a results file (a torn last line is dropped)."""
     return [rec for rec in iter_jsonl(path) if {"runner", "fingerprint", "query_id"} <= set(rec)]
-
-
-def _append_lines(path: Path, records: list[dict]) -> None:
-    # A torn line from an interrupted run must not glue onto the next record.
-    needs_newline = False
-    if path.is_file() and path.stat().st_size > 0:
-        with open(path, "rb") as f:
-            f.seek(-1, os.SEEK_END)
-            needs_newline = f.read(1) != b"\n"
-    with open(path, "ab") as f:
-        if needs_newline:
-            f.write(b"\n")
-        f.write(b"".join(json.dumps(r).encode() + b"\n" for r in records))
-        f.flush()
-        os.fsync(f.fileno())
 
 
 def _safe_name(name: str) -> str:
@@ -133,7 +103,7 @@ def evaluate(world: World, runners: Sequence[Runner], out_dir: str | Path, *, sp
                     else ((b, *compute_batch(world, runner, b)) for b in batches))
         for batch, records, outputs in computed:  # this process is the only writer of `out`
             _store_batch(records, outputs, img_dir, out)
-            _append_lines(results_path, records)
+            append_jsonl(results_path, records)
             existing.extend(records)
             new += len(records)
             bar.update(len(batch))

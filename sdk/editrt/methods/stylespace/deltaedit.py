@@ -158,7 +158,11 @@ class DeltaEdit(StyleEditor):
         cond = torch.cat([c_img, dt.expand(c_img.shape[0], -1)], dim=1)
         delta = self.engines.run(self.mapper, code.conv_view().float(), cond)  # stage: Delta Mapper
         delta = delta.masked_fill(~keep, 0.0)  # improved_ds: ds[select] = 0 (assignment, not a product)
-        images, codes, source = self._apply(code, delta, strengths, source)  # stage: synthesis (edits)
+        if keep.any():
+            images, codes, source = self._apply(code, delta, strengths, source)  # stage: synthesis (edits)
+        else:  # nothing may change: every output is the source itself (no second synthesis)
+            images = source.unsqueeze(1).expand(-1, len(strengths), *source.shape[1:]).clone()
+            codes = [code.add_conv_delta(delta, k) for k in strengths]
         n_changed = int(keep.sum())
         log.info("DeltaEdit %r: %d channels unmasked, |dt| %.4f", target, n_changed, dt_norm)
         return StyleEditResult(images, codes, source, strengths, n_changed, dt.cpu(), self.method,
