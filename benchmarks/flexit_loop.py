@@ -1,11 +1,11 @@
 """FlexIT step ladder: the loop as the reference code runs it, then each optimisation in turn.
 
-    python benchmarks/flexit_loop.py --preset tiny          # standalone (issue 5's benchmark)
+    python benchmarks/flexit_loop.py --preset tiny          # standalone
     python benchmarks/run.py --suites flexit                # same rows inside the full harness
 
 Rungs, cumulative (each row adds one change to the row above; the ratio is against row 0):
 
- 0 reference          ``FlexitEditer.step`` as coded (REFERENCES.md §1.3), on the SDK's networks:
+ 0 reference          ``FlexitEditer.step`` as coded (FlexIT src/flexit_editer.py), on the SDK's networks:
                       weights NOT frozen (``signal.backward(retain_graph=True)`` accumulates
                       parameter grads every step), the latent kept on the CPU and moved to the
                       device in ``decode``, the 1e-6 noise in the l2,1 term written as

@@ -1,6 +1,6 @@
 """Measurement core of ``benchmarks/run.py``: timing, statistics, environment, result files.
 
-Conventions (trtexec, ``torch.utils.benchmark``, ``triton.testing.do_bench``; ANCHORS.md §3):
+Conventions (trtexec, ``torch.utils.benchmark``, ``triton.testing.do_bench``):
 
 - warm-up: at least ``Budget.warmup`` calls *and* ``Budget.warmup_s`` seconds (trtexec: 200 ms);
 - repetitions: at least ``min_reps``, then more until ``min_time_s`` has passed or ``max_reps``;

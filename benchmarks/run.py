@@ -101,7 +101,7 @@ def _unavailable(backend: str, device: torch.device, precision: str) -> str | No
         try:
             import tensorrt  # noqa: F401
         except ImportError:
-            return "the tensorrt package is not installed (see ENVIRONMENT.md)"
+            return "the tensorrt package is not installed (its PyPI wheels fetch the real one from NVIDIA's index)"
     if backend.startswith("torch") and precision != "fp32" and not cuda:
         return "torch autocast fp16/bf16 is measured on CUDA only"
     return None

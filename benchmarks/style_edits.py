@@ -6,7 +6,7 @@ is timed twice on the same networks, inputs and prompts:
 - ``editrt``: the SDK's own pieces in the order ``edit()`` runs them (text encoding of the 79
   templates of both prompts in one batch, direction on the device, one batched synthesis of the
   sources and all edits), then the uint8 conversion of the outputs;
-- ``reference``: the reference code's loops (REFERENCES.md §2.5, §4.5): ``zeroshot_classifier``
+- ``reference``: the reference code's loops (StyleCLIP global_torch/StyleCLIP.py, DeltaEdit scripts/inference.py): ``zeroshot_classifier``
   encodes one class per call; ``GetBoundary``/``SplitS`` and DeltaEdit's channel mask run in
   numpy on the CPU; ``GenerateImg`` / DeltaEdit's inference synthesise one image per call
   (DeltaEdit also runs its mapper per image, batch_size=1); each image converted to uint8 on its

@@ -20,7 +20,7 @@ GOLDEN = Path(__file__).parent / "golden" / "deltaedit_tiny_mapper.safetensors"
 
 
 def test_full_size_parameter_count_without_allocating():
-    # 82.76 M (REFERENCES.md §4.3), counted on the meta device
+    # 82.76 M (DeltaEdit models/delta_mapper.py), counted on the meta device
     assert parameter_count(FFHQ_CONFIG) == 82_760_576
     assert FFHQ_CONFIG.s_dim == 6048 and FFHQ_CONFIG.clip_dim == 1024
 

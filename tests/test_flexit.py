@@ -1,4 +1,4 @@
-"""FlexIT against the reference formulas (REFERENCES.md §1.3), on tiny seeded networks."""
+"""FlexIT against the reference formulas (FlexIT src/flexit_editer.py, FlexitEditer.step), on tiny seeded networks."""
 
 import math
 

@@ -5,7 +5,7 @@ from editrt.errors import InputError, WeightsError
 from editrt.models import vqgan as V
 
 
-def _ref_soft_clamp(x, beta=5):  # REFERENCES.md §1.3 step 3, verbatim formula
+def _ref_soft_clamp(x, beta=5):  # FlexIT src/vqc_core.py soft_clamp, verbatim formula
     x = 2 * x - 1
     x = torch.tanh(x ** beta)
     x = torch.relu(x) ** (1 / beta) - torch.relu(-x) ** (1 / beta)

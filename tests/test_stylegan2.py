@@ -39,7 +39,7 @@ def test_layout_ffhq_1024_from_config_alone():
     assert layout.conv_indices == (0, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18, 20, 21, 23, 24)
     assert layout.names[:5] == ("conv1_4", "torgb_4", "conv0_8", "conv1_8", "torgb_8")
     assert layout.names[-1] == "torgb_1024" and layout.layers[-1].channels == 32
-    # REFERENCES §2.2 w+ index column
+    # StyleCLIP global_torch/manipulate.py: the w+ index of each style layer
     assert [ly.w_index for ly in layout.layers] == [0, 1, 1, 2, 3, 3, 4, 5, 5, 6, 7, 7, 8, 9, 9, 10, 11, 11,
                                                     12, 13, 13, 14, 15, 15, 16, 17]
     # DeltaEdit split_stylespace: 10 x 512, then 256, 256, 128, 128, 64, 64, 32

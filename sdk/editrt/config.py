@@ -158,7 +158,7 @@ class ConfigBase:
 class FlexITConfig(ConfigBase):
     """FlexIT, with the paper's defaults (§3 and §4.4 of flexit.txt).
 
-    Reference-code names in brackets ([names], [im0_coef], ...), see REFERENCES.md §1.3.
+    Reference-code names in brackets ([names], [im0_coef], ...), as in FlexIT src/flexit_editer.py and exp_configs/final.yaml.
     """
 
     # Networks
@@ -270,7 +270,7 @@ class FlexITConfig(ConfigBase):
         }
 
 
-# --- StyleGAN2 direction edits (issue 3): StyleCLIP global directions, StyleCLIP-FEU, DeltaEdit ---
+# --- StyleGAN2 direction edits: StyleCLIP global directions, StyleCLIP-FEU, DeltaEdit ---
 
 def _style_checks(name: str, checks: dict[str, bool], obj: Any) -> None:
     bad = [k for k, ok in checks.items() if not ok]
@@ -286,7 +286,7 @@ STYLE_ALPHA_LIMIT = 50.0
 
 @dataclasses.dataclass(frozen=True)
 class GlobalDirectionConfig(ConfigBase):
-    """StyleCLIP global directions (REFERENCES.md §2.3-§2.5); defaults as the reference notebooks."""
+    """StyleCLIP global directions (StyleCLIP global_torch/StyleCLIP.py and manipulate.py); defaults as the reference notebooks."""
 
     generator: str = "ffhq-1024"  # StyleGAN2 name (models/stylegan2.py)
     clip_model: str = "ViT-B-32"  # StyleCLIP uses ViT-B/32 for both fs3 and the text direction
@@ -391,7 +391,7 @@ class FEUConfig(ConfigBase):
 
 @dataclasses.dataclass(frozen=True)
 class DeltaEditConfig(ConfigBase):
-    """DeltaEdit text inference (REFERENCES.md §4.5); defaults reproduce scripts/inference.py."""
+    """DeltaEdit text inference (DeltaEdit scripts/inference.py); defaults reproduce scripts/inference.py."""
 
     generator: str = "ffhq-1024"
     clip_model: str = "ViT-B-32"

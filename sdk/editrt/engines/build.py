@@ -2,7 +2,7 @@
 
 ONNX export uses torch's dynamo exporter (the default since torch 2.9) with ``dynamic_shapes``
 from the spec. The example batch is 2: with a batch-1 example the exporter silently fixed the
-batch axis of CLIP (ENVIRONMENT.md), so every export is checked afterwards: each dynamic axis of
+batch axis of CLIP (seen with torch 2.14's dynamo exporter), so every export is checked afterwards: each dynamic axis of
 the spec must be symbolic in the graph, or the export fails. The dynamo exporter may name its
 values after module paths, so graph inputs and outputs are renamed to the spec's names after
 export (an internal value that already carries such a name is renamed out of the way).

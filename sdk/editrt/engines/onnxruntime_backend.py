@@ -5,7 +5,7 @@ IOBinding: inputs must be contiguous and of the graph's dtype (``prepare_feeds``
 module makes contiguous and checks), outputs are preallocated torch tensors bound by pointer.
 Stream ordering: the session is created with torch's current stream as its compute stream; when
 a call comes from another stream, that stream is synchronised first so ORT never reads an input
-that is still being written (microsoft/onnxruntime#26609, ANCHORS.md §2).
+that is still being written (microsoft/onnxruntime#26609).
 
 Verified on our machines: the CPU provider only (onnxruntime-gpu is not installed anywhere we
 run). The CUDA / TensorRT EP paths are written against the ORT docs and are unverified.

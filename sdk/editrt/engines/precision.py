@@ -1,6 +1,6 @@
 """fp32 ONNX graph -> fp16 or bf16 graph, with chosen op types kept in fp32.
 
-TensorRT 11 builds are strongly typed: the precision is whatever the graph says (ANCHORS.md §0),
+TensorRT 11 builds are strongly typed: the precision is whatever the graph says,
 so the reduced-precision graph is produced here rather than by a builder flag. Rules:
 
 - float initializers and float ``Constant``/``ConstantOfShape`` values become 16-bit, except

@@ -1,7 +1,7 @@
 """TensorRT backend: a deserialised plan run with ``execute_async_v3`` on the caller's stream.
 
 Written against the TensorRT 10.x/11 Python API documentation and the patterns of NVIDIA's
-``demo/Diffusion`` (ANCHORS.md §1). **Never executed on our machines**: TensorRT cannot be
+``demo/Diffusion``. **Never executed on our machines**: TensorRT cannot be
 installed there. Its tests run wherever ``import tensorrt`` works and skip otherwise.
 
 - Persistent I/O buffers: torch CUDA tensors allocated per input shape, bound once with

@@ -1,4 +1,4 @@
-"""FlexIT's metrics (REFERENCES.md §1.1, the reference ``eval.py``; paper §4.1).
+"""FlexIT's metrics (FlexIT's ``eval.py``; paper §4.1).
 
 - LPIPS-alex between each output and its input, both ``Resize(256) + CenterCrop(256)``.
 - Accuracy: the classifier's argmax restricted to the target classes of the query set equals

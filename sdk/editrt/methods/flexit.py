@@ -1,6 +1,6 @@
 """FlexIT: edit an image by optimising its VQGAN latent towards a CLIP target point.
 
-Algorithm as the reference code runs it (REFERENCES.md §1.3), per image b of a batch:
+Algorithm as the reference code runs it (FlexIT src/flexit_editer.py, ``FlexitEditer.__call__`` and ``step``), per image b of a batch:
 
     P_n   = target_coef*E_T + image_coef*E_I0 - source_coef*E_S     (per CLIP net n, not renormalised)
     clip  = -mean_n( mean_k normalise(E_n(aug_k(x))) . P_n )          (x = soft_clamp(decode(z)))

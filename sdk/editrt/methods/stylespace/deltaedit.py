@@ -1,4 +1,4 @@
-"""DeltaEdit text inference (REFERENCES.md §4.5): a Delta Mapper predicts Δs from the source's
+"""DeltaEdit text inference (DeltaEdit scripts/inference.py): a Delta Mapper predicts Δs from the source's
 S code and [CLIP image embedding, CLIP text delta].
 
 Per target text t (neutral ``face`` by default, as the reference):

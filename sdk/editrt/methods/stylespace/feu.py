@@ -6,7 +6,7 @@ positives, the ``k`` least similar negatives; a linear SVM separates them in CLI
 unit normal (pointing to the positives) replaces Δt in the global-direction mapping
 (r = fs3·n, β threshold, max-abs scaling, per-layer code_std, s' = s + α·Δs).
 
-No public implementation exists (REFERENCES.md §3); choices not fixed by the paper are ours:
+No public implementation exists; choices not fixed by the paper are ours:
 the SVM is ``SVC(kernel='linear', C)`` as in InterFaceGAN/StyleCLIP ``train_boundary`` (or
 ``LinearSVC``), fitted on unit CLIP embeddings with all 2k samples (no validation split).
 """

@@ -1,4 +1,4 @@
-"""StyleCLIP global directions (REFERENCES.md §2.5): text -> CLIP direction -> S-space delta.
+"""StyleCLIP global directions (StyleCLIP global_torch/StyleCLIP.py): text -> CLIP direction -> S-space delta.
 
     gd = GlobalDirection("ffhq-1024")                       # fs3 + statistics from the store
     res = gd.edit(gd.codes_from_seeds([1, 2]), "smiling face", "face", alpha=[2, 4.1])
