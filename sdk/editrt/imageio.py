@@ -78,9 +78,14 @@ def load_image(path: str | os.PathLike) -> Image.Image:
         raise InputError(f"image {path} is not a file")
     if path.stat().st_size == 0:
         raise InputError(f"image {path} is empty (0 bytes)")
-    what = f"image {path}"
+    return decode_image(path, f"image {path}", unknown=f"{path} is not an image Pillow can read")
+
+
+def decode_image(source, what: str, *, unknown: str | None = None) -> Image.Image:
+    """Decode ``source`` (a path or a binary file object) into an 8-bit RGB PIL image with the
+    claimed-size bound, bounded decode memory and every decoder failure as an InputError."""
     try:
-        with Image.open(path) as img:
+        with Image.open(source) as img:
             _check_claimed_size(img, what)
             frames = getattr(img, "n_frames", 1)
             if frames > 1:
@@ -90,7 +95,7 @@ def load_image(path: str | os.PathLike) -> Image.Image:
     except InputError:
         raise
     except UnidentifiedImageError:
-        raise InputError(f"{path} is not an image Pillow can read") from None
+        raise InputError(unknown or f"{what} is not an image Pillow can read") from None
     except Image.DecompressionBombError as exc:
         raise InputError(f"{what} is too large: {exc}") from None
     except MemoryError:

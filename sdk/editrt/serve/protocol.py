@@ -151,9 +151,7 @@ def int_value(value, name: str) -> int:
 
 def decode_image(value, name: str = "image"):
     """Encoded image bytes -> 8-bit RGB PIL image, with ``editrt.imageio``'s checks and conversions."""
-    from PIL import Image, UnidentifiedImageError
-
-    from ..imageio import MAX_PIXELS, to_rgb
+    from ..imageio import decode_image as decode_image_file
 
     raw = np.asarray(value).reshape(-1)
     if raw.size != 1:
@@ -163,24 +161,7 @@ def decode_image(value, name: str = "image"):
         raise InputError(f"{name} is empty (0 bytes)")
     if len(data) > MAX_IMAGE_BYTES:
         raise InputError(f"{name} is {len(data) / 2**20:.1f} MiB, over the {MAX_IMAGE_BYTES // 2**20} MiB limit")
-    # Copied from editrt.imageio.load_image (bytes instead of a path): the same limits and
-    # messages; keep the two in step.
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            w, h = img.size
-            if w * h > MAX_PIXELS:
-                raise InputError(f"{name} is {w}x{h} = {w * h / 1e6:.1f} MP, over the "
-                                 f"{MAX_PIXELS / 1e6:.0f} MP limit; downscale it first")
-            img.load()
-            return to_rgb(img, name)
-    except InputError:
-        raise
-    except UnidentifiedImageError:
-        raise InputError(f"{name} is not an image Pillow can read ({len(data)} bytes)") from None
-    except Image.DecompressionBombError as exc:
-        raise InputError(f"{name} is too large: {exc}") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise InputError(f"{name} is unreadable or truncated: {exc}") from None
+    return decode_image_file(io.BytesIO(data), name, unknown=f"{name} is not an image Pillow can read ({len(data)} bytes)")
 
 
 def encode_png(image) -> bytes:
