@@ -157,7 +157,8 @@ CLI_CASES = [
     ("edit-config-crop-length", _edit("--config", "{w}/crop_len.json"), 2, "expected 2 values"),
     ("edit-preset-unknown", _edit("--preset", "huge"), 2, "unknown preset"),
     # edit: devices
-    ("edit-device-gpu0", _edit("--device", "gpu0"), 2, "is not a device"),
+    ("edit-device-gpu0", _edit("--device", "gpu0"), 6, "backend unavailable"),
+    ("edit-device-bogus", _edit("--device", "tpu-x"), 2, "is not a device"),
     ("edit-device-cuda", _edit("--device", "cuda"), 6, "backend unavailable"),
     ("edit-device-cuda3", _edit("--device", "cuda:3"), 6, "backend unavailable"),
     # style-edit

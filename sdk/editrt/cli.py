@@ -70,6 +70,11 @@ def check_device(device: str) -> str:
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError, ValueError):
+        if device.lower().startswith("gpu"):  # a GPU was asked for: say whether one exists here
+            count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+            raise BackendUnavailable(f"--device {device}: backend unavailable, {device!r} is not a device "
+                                     f"(torch names GPUs cuda or cuda:N) and this machine has {count} CUDA "
+                                     "device(s)") from None
         raise InputError(f"--device {device!r} is not a device; use cpu, cuda or cuda:N") from None
     if dev.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
