@@ -268,7 +268,7 @@ def cmd_relevance(args) -> int:
     try:
         if args.ray is not None:
             fs3 = _relevance_on_ray(args, G, clip, stats, cfg, n_images, gen_name or cfg.generator,
-                                    clip_name or cfg.clip_model, ckpt)
+                                    clip_name or cfg.clip_model, ckpt, out)
         else:
             fs3 = compute_relevance(G, clip, stats, n_images=n_images, sigma=cfg.relevance_sigma,
                                     seed=cfg.stats_seed, psi=cfg.stats_psi, cutoff=cfg.stats_cutoff,
@@ -291,9 +291,9 @@ def cmd_relevance(args) -> int:
     return 0
 
 
-def _relevance_on_ray(args, G, clip, stats, cfg, n_images, gen_name, clip_name, ckpt):
+def _relevance_on_ray(args, G, clip, stats, cfg, n_images, gen_name, clip_name, ckpt, out):
     from .jobs.cli_args import gpus_per_worker, ray_address
-    from .jobs.relevance import Networks, RelevanceSettings, relevance_on_ray
+    from .jobs.relevance import Networks, RelevanceSettings, relevance_on_ray, shard_dir
     from .methods.stylespace import default_batch
 
     kw = _common_kwargs(args)
@@ -303,7 +303,7 @@ def _relevance_on_ray(args, G, clip, stats, cfg, n_images, gen_name, clip_name, 
                                  cutoff=cfg.stats_cutoff, batch_size=args.batch_size or default_batch(G))
     return relevance_on_ray(networks, G, clip, stats, settings, ckpt, address=ray_address(args), workers=args.workers,
                             shard_rows=args.shard_rows, num_gpus=gpus_per_worker(args.device),
-                            progress=not args.no_progress)
+                            progress=not args.no_progress, shards=shard_dir(out))
 
 
 def cmd_corpus_build(args) -> int:

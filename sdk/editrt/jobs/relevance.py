@@ -110,17 +110,19 @@ def _finished_shard(path: Path, meta: dict, rows: tuple[int, int], embed_dim: in
 def relevance_on_ray(networks: Networks, generator, clip, stats, settings: RelevanceSettings, output: Path, *,
                      address: str | None = None, workers: int | None = None,
                      shard_rows: int = DEFAULT_SHARD_ROWS, num_gpus: float = 0, progress: bool = True,
-                     keep_shards: bool = False) -> torch.Tensor:
+                     keep_shards: bool = False, shards: Path | None = None) -> torch.Tensor:
     """fs3 [C_conv, D] computed in shards on Ray; written to ``output`` (.safetensors, the format
     of a finished :func:`compute_relevance` checkpoint).
 
     ``generator``/``clip`` are the driver's copies of what ``networks`` loads (used for the
-    provenance and the layout; every actor checks its own copies against them).
+    provenance and the layout; every actor checks its own copies against them). ``shards``: the
+    folder of finished shards (default ``shard_dir(output)``; the CLI names the one of its final
+    output, since it writes ``output`` beside it first).
     """
     conv_dim, embed_dim = generator.layout.conv_total, clip.embed_dim
     meta = _relevance_meta(generator, clip, stats, settings.n_images, settings.sigma, settings.seed, settings.psi,
                            settings.cutoff)
-    folder = shard_dir(output)
+    folder = shards or shard_dir(output)
     folder.mkdir(parents=True, exist_ok=True)
     ranges = shard_ranges(conv_dim, shard_rows)
     fs3 = torch.zeros(conv_dim, embed_dim)
