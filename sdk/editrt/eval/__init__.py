@@ -8,7 +8,7 @@ The CLI is ``editrt evaluate`` (:mod:`editrt.eval.cli`).
 
 from __future__ import annotations
 
-import importlib
+from .._lazy import lazy_getattr
 
 # Submodules load on first use, so `editrt --help` does not import torch through this package.
 _LAZY = {
@@ -21,10 +21,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __all__ = sorted(_LAZY)

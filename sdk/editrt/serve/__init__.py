@@ -6,16 +6,13 @@ Needs the ``serve`` extra: ``pip install 'editrt[serve]'`` (nvidia-pytriton, tri
 
 from __future__ import annotations
 
-import importlib
+from .._lazy import lazy_getattr
 
 # Loaded on first use, so `editrt --help` (which imports editrt.serve.cli) does not import torch.
 _LAZY = {"ModelSource": "loading", "EditServer": "server", "ServeOptions": "server", "DEFAULT_HOST": "server"}
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __all__ = ["EditServer", "ServeOptions", "ModelSource", "DEFAULT_HOST"]
