@@ -84,17 +84,21 @@ def template_embeddings(clip: "ClipNet", classnames: Sequence[str],
     key_of = {c: (c, tuple(templates), where) for c in classnames}
     missing = list(dict.fromkeys(c for c in classnames if key_of[c] not in cache))
     if missing:
+        encode = clip.encode_text
+        if engines is not None:
+            from ...models.clip import ClipTextTower
+
+            tower = ClipTextTower(clip)
+            full_context = engines.backend != "torch"  # exported text graphs take the full context length
+
+            def encode(tokens: torch.Tensor) -> torch.Tensor:
+                if full_context:
+                    tokens = F.pad(tokens, (0, clip.context_length - tokens.shape[1]))
+                return engines.run(tower, tokens.to(engines.device))
+
         for c in missing:  # one batch per class: its templates have similar lengths
             tokens = trim_padding(clip.tokenize([t.format(c) for t in templates]))
-            if engines is None:
-                raw = clip.encode_text(tokens)
-            else:
-                from ...models.clip import ClipTextTower
-
-                if engines.backend != "torch":  # exported text graphs take the full context length
-                    tokens = F.pad(tokens, (0, clip.context_length - tokens.shape[1]))
-                raw = engines.run(ClipTextTower(clip), tokens.to(engines.device))
-            emb = F.normalize(raw.float(), dim=-1).cpu()
+            emb = F.normalize(encode(tokens).float(), dim=-1).cpu()
             cache[key_of[c]] = F.normalize(emb.mean(dim=0), dim=-1)
     for c in classnames:
         cache.move_to_end(key_of[c])
