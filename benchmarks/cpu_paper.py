@@ -37,7 +37,6 @@ import gc
 import json
 import logging
 import os
-import statistics
 import sys
 import time
 from pathlib import Path

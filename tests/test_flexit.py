@@ -222,3 +222,16 @@ def test_speed_switches_stay_close_to_plain_loop(tiny_models, change, tol):
     diff = (got.images - ref.images).abs()
     assert diff.max() < tol[0] and diff.mean() < tol[1]
     assert got.history[-1]["loss"][0] == pytest.approx(ref.history[-1]["loss"][0], abs=10 * tol[1])
+
+
+def test_a_uniform_output_from_a_real_input_is_refused(editor, monkeypatch):
+    """A diverged optimisation decodes to one flat colour: the API refuses it as the CLI does,
+    naming the image; a flat input (nothing to diverge from) or zero steps pass."""
+    flat = lambda z: torch.full((z.shape[0], 3, 64, 64), 0.5)  # noqa: E731
+    with monkeypatch.context() as m:
+        m.setattr(editor, "decode", flat)
+        with pytest.raises(NumericalError, match="edited image 0 is a uniform image"):
+            editor.edit([_img(1), _img(2)], "a", "b", steps=1, batch_size=2)
+        assert editor.edit(torch.full((3, 64, 64), 0.3), "a", "b", steps=1).images.std() == 0
+        assert editor.edit(_img(1), "a", "b", steps=0).images.std() == 0
+    assert editor.edit(_img(1), "a", "b", steps=1).images.std() > 0

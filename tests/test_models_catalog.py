@@ -52,8 +52,27 @@ def test_a_missing_dependency_is_an_error_naming_it(monkeypatch):
         catalog.import_family("fake")
     with pytest.raises(BackendUnavailable, match="editrt-missing-dep"):
         registry.list_specs()
-    with pytest.raises(BackendUnavailable, match="editrt-missing-dep"):
-        W.known_files()
+
+
+def test_the_checkpoint_table_agrees_with_the_model_modules_and_libraries():
+    """The table is data (``editrt weights`` imports no model code): it must list what the loaders
+    resolve, with the URLs the libraries give."""
+    from open_clip.pretrained import get_pretrained_url
+
+    from editrt.known_files import OPENAI_CLIP_URLS
+    from editrt.models import clip, delta_mapper, e4e, lpips, stylegan2, vqgan
+
+    known = W.known_files()
+    assert set(OPENAI_CLIP_URLS) == set(clip.OPENAI_RELEASES)
+    for name in clip.OPENAI_RELEASES:
+        assert known[clip.store_key(name)].url == get_pretrained_url(name, "openai"), name
+    assert {f"vqgan/{n}" for n in vqgan.VQGAN_CONFIGS} <= set(known)
+    assert all(known[f"vqgan/{n}"].folder_layouts == vqgan.CHECKPOINT_LAYOUTS[1:] for n in vqgan.VQGAN_CONFIGS)
+    assert {f"lpips/{n}" for n in lpips._SLICES} <= set(known)
+    for name in ("ffhq-1024", "church-256", "afhqdog-512", "toy"):
+        assert f"stylegan2/{name}" in known and name in stylegan2.STYLEGAN2_CONFIGS
+    assert {f"e4e/{n}" for n in e4e.E4E_CONFIGS if n != "tiny"} <= set(known)
+    assert {f"deltaedit/{n}/mapper" for n in delta_mapper.CONFIGS} <= set(known)
 
 
 def test_image_specs_carry_their_preprocessing():

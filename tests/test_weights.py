@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from editrt import weights as W
+from editrt import known_files, weights as W
 from editrt.errors import WeightsError
 
 
@@ -29,7 +29,7 @@ def test_resolution_order(tmp_path, monkeypatch, entry):
 def test_missing_names_expected_file_and_never_downloads(tmp_path, monkeypatch, entry):
     monkeypatch.setenv("EDITRT_HOME", str(tmp_path))
     called = []
-    monkeypatch.setattr(W, "_download", lambda *a: called.append(a))
+    monkeypatch.setattr(known_files, "_download", lambda *a: called.append(a))
     with pytest.raises(WeightsError) as err:
         W.resolve("test/model")
     msg = str(err.value)

@@ -37,19 +37,19 @@ def _beta(text: str):
 
 
 def _weights_args(p: argparse.ArgumentParser) -> None:
-    from .cli import _add_weights_args
+    from .cli_args import add_weights_args
 
-    _add_weights_args(p)
+    add_weights_args(p)
 
 
 def _int_at_least(minimum: int):
-    from .cli import int_at_least
+    from .cli_args import int_at_least
 
     return int_at_least(minimum)
 
 
 def _seed(text: str) -> int:
-    from .cli import seed
+    from .cli_args import seed
 
     return seed(text)
 
@@ -137,7 +137,7 @@ def _names(args) -> tuple[str | None, str | None]:
 
 def _warn_random(args) -> None:
     if args.random_weights:
-        from .cli import RANDOM_WEIGHTS_WARNING
+        from .cli_args import RANDOM_WEIGHTS_WARNING
 
         print(RANDOM_WEIGHTS_WARNING, file=sys.stderr)
 
@@ -167,7 +167,7 @@ def style_method_config(method: str, *, random_init: bool, generator: str | None
 
 def cmd_style_edit(args) -> int:
     from . import imageio
-    from .cli import check_device, check_texts
+    from .cli_args import check_device, check_texts
 
     check_texts(target=args.target, neutral=args.neutral)
     inputs = tuple(p for p in (args.image, args.corpus, args.fs3, args.stats) if p is not None)
@@ -235,7 +235,7 @@ def partial_path(out: Path) -> Path:
 
 
 def cmd_relevance(args) -> int:
-    from .cli import check_device
+    from .cli_args import check_device
     from .config import GlobalDirectionConfig
     from .imageio import check_output_path
 
@@ -307,7 +307,7 @@ def _relevance_on_ray(args, G, clip, stats, cfg, n_images, gen_name, clip_name, 
 
 
 def cmd_corpus_build(args) -> int:
-    from .cli import check_device
+    from .cli_args import check_device
     from .imageio import check_output_path
 
     out = check_output_path(args.output, image=False)

@@ -17,7 +17,7 @@ from .errors import InputError
 
 
 def add_subcommands(sub) -> None:
-    from .cli import _add_weights_args
+    from .cli_args import add_weights_args
     from .config import DeltaTrainConfig
 
     d = DeltaTrainConfig()
@@ -43,7 +43,7 @@ def add_subcommands(sub) -> None:
     t.add_argument("--report", type=Path, help="also write the training report (JSON) here")
     t.add_argument("--threads", type=int, help="torch CPU threads")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
-    _add_weights_args(t)
+    add_weights_args(t)
     t.set_defaults(func=cmd_train_deltaedit)
 
 
@@ -95,7 +95,7 @@ def cmd_train_deltaedit(args) -> int:
     print(f"  {cfg.steps} steps, {report['steps_per_second']:.1f} steps/s, sampling {report['sampling_seconds']:.0f} s, "
           f"total {report['seconds']:.0f} s -> {args.output}")
     if args.random_weights:
-        from .cli import RANDOM_WEIGHTS_WARNING
+        from .cli_args import RANDOM_WEIGHTS_WARNING
 
         print(RANDOM_WEIGHTS_WARNING)
     return 0

@@ -42,7 +42,7 @@ def run_demo(output_dir: str | Path, *, steps: int | None = None, seed: int = 0,
 
 
 def _random_tiny_demo(output_dir: Path, *, steps: int | None, seed: int) -> int:
-    from .cli import RANDOM_WEIGHTS_WARNING
+    from .cli_args import RANDOM_WEIGHTS_WARNING
     from .config import FlexITConfig
     from .methods.flexit import FlexIT
 

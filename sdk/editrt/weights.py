@@ -1,9 +1,4 @@
-"""Where checkpoints come from, and how they are read safely.
-
-Resolution order for a named file: explicit path > the user's weights folder or mapping >
-the ``EDITRT_HOME`` store (default ``~/.cache/editrt``) > the copy shipped inside the package
-(toy-world models) > the known public source, only when the caller asked for a download > a
-:class:`WeightsError` naming the file expected and how to get it.
+"""How checkpoints are read safely (where they are found: :mod:`editrt.known_files`).
 
 Reading never executes pickled code: ``torch.load(weights_only=True)`` or safetensors. Formats
 that need full unpickling (NVIDIA ``.pkl``, old Lightning ``.ckpt`` with custom classes) need
@@ -13,7 +8,6 @@ that need full unpickling (NVIDIA ``.pkl``, old Lightning ``.ckpt`` with custom 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import os
 import re
@@ -24,146 +18,14 @@ import torch
 
 from . import checkpoint_format as fmt
 from .errors import WeightsError
+# where files are found lives in the torch-free table; re-exported for callers of this module
+from .known_files import (COMPUTED, CORPUS_HOWTO, KnownFile, WeightsArg, editrt_home, inventory,  # noqa: F401
+                          known_files, register_known, resolve)
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
 log = logging.getLogger(__name__)
-
-WeightsArg = str | os.PathLike | Mapping[str, str | os.PathLike] | None
-
-
-@dataclasses.dataclass(frozen=True)
-class KnownFile:
-    """A checkpoint file the SDK knows: where it lives in the store and where it comes from."""
-
-    key: str  # e.g. "clip/ViT-B-32"
-    store_path: str  # relative to EDITRT_HOME (and to a --weights-dir folder)
-    url: str | None  # public source, used only when a download is requested
-    how_to_get: str  # one line for the error message
-    bundled: str | None = None  # shipped inside the installed package, relative to the editrt folder
-    # other places in a user's weights folder where the file sits as published (a release's own
-    # folder layout), tried after ``store_path``
-    folder_layouts: tuple[str, ...] = ()
-
-    @property
-    def bundled_path(self) -> Path | None:
-        return Path(__file__).resolve().parent / self.bundled if self.bundled else None
-
-    @property
-    def origin(self) -> str:
-        """Where the file comes from, in words (``editrt weights``)."""
-        if self.bundled:
-            return f"shipped with editrt ({self.bundled})"
-        return f"download: {self.url}" if self.url else f"by hand: {self.how_to_get}"
-
-
-_KNOWN: dict[str, KnownFile] = {}
-
-
-def register_known(entry: KnownFile) -> KnownFile:
-    _KNOWN[entry.key] = entry
-    return entry
-
-
-def known_files() -> dict[str, KnownFile]:
-    """Every checkpoint file any command can use, by key (imports every model family)."""
-    from .models import catalog
-
-    catalog.import_all()
-    return dict(_KNOWN)
-
-
-# Files editrt computes into the store (read back by later runs), and the one the user builds.
-COMPUTED = (
-    ("styleclip/relevance", "relevance matrices computed by `editrt relevance` (style-edit reads them)"),
-    ("styleclip/stats", "S-space channel statistics computed on first use (style-edit)"),
-)
-CORPUS_HOWTO = ("StyleCLIP-FEU corpus index: built with `editrt corpus build --folder DIR -o FILE.safetensors`, "
-                "passed as --corpus FILE")
-
-
-def inventory(weights: str | os.PathLike | None = None) -> list[dict[str, Any]]:
-    """Every checkpoint any command can use, found or missing, and the files editrt computed.
-
-    One dict per file: ``key``, ``kind`` ("checkpoint" | "computed" | "user"), ``found``,
-    ``path`` (the one found, or where it is expected), ``origin`` (where it comes from),
-    ``source`` (download URL or None), ``how_to_get``, ``used_by`` (commands).
-    """
-    from .models import catalog
-
-    rows = []
-    for key, entry in sorted(known_files().items()):
-        try:
-            path, found = str(resolve(key, weights=weights)), True
-        except WeightsError:
-            path, found = str(Path(weights or editrt_home()) / entry.store_path), False
-        rows.append({"key": key, "kind": "checkpoint", "found": found, "path": path, "origin": entry.origin,
-                     "source": entry.url, "how_to_get": entry.how_to_get, "used_by": catalog.used_by(key)})
-    for folder, what in COMPUTED:
-        files = sorted((editrt_home() / folder).glob("*.safetensors"))
-        for f in files or [None]:
-            rows.append({"key": f"{folder}/{f.stem}" if f else f"{folder}/*", "kind": "computed",
-                         "found": f is not None, "path": str(f or editrt_home() / folder), "origin": what,
-                         "source": None, "how_to_get": what, "used_by": "style-edit"})
-    rows.append({"key": "styleclip/corpus", "kind": "user", "found": None, "path": "--corpus FILE",
-                 "origin": CORPUS_HOWTO, "source": None, "how_to_get": CORPUS_HOWTO,
-                 "used_by": "style-edit --method feu"})
-    return rows
-
-
-def editrt_home() -> Path:
-    return Path(os.environ.get("EDITRT_HOME", Path.home() / ".cache" / "editrt")).expanduser()
-
-
-def resolve(key: str, *, path: str | os.PathLike | None = None, weights: WeightsArg = None,
-            download: bool = False) -> Path:
-    """Return the local path of checkpoint ``key`` (see module docstring for the order)."""
-    entry = _KNOWN.get(key)
-    candidates: list[Path] = []
-    if path is not None:
-        p = Path(path).expanduser()
-        if not p.exists():
-            raise WeightsError(f"checkpoint for {key} not found at {p}")
-        return p
-    if isinstance(weights, Mapping):
-        if key in weights:
-            p = Path(weights[key]).expanduser()
-            if not p.exists():
-                raise WeightsError(f"checkpoint for {key} not found at {p} (from the weights mapping)")
-            return p
-    elif weights is not None and entry is not None:
-        folder = Path(weights).expanduser()
-        candidates += [folder / rel for rel in (entry.store_path, *entry.folder_layouts)]
-    if entry is not None:
-        candidates.append(editrt_home() / entry.store_path)
-        if entry.bundled_path is not None:
-            candidates.append(entry.bundled_path)
-    for c in candidates:
-        if c.exists():
-            return c
-    if entry is None:
-        raise WeightsError(f"no checkpoint known for {key!r}; pass an explicit path")
-    if download and entry.url:
-        return _download(entry, editrt_home() / entry.store_path)
-    where = " or ".join(str(c) for c in candidates)
-    src = f" Source: {entry.url} (or call with download=True / --download)." if entry.url else ""
-    raise WeightsError(
-        f"missing checkpoint for {key}: expected {where}. {entry.how_to_get}.{src} "
-        "For a weight-free smoke run use random_init=True / --random-weights.")
-
-
-def _download(entry: KnownFile, dest: Path) -> Path:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    log.info("downloading %s from %s", entry.key, entry.url)
-    from .files import atomic_path
-
-    try:
-        with atomic_path(dest) as tmp:
-            torch.hub.download_url_to_file(entry.url, str(tmp), progress=True)
-    except Exception as exc:  # noqa: BLE001 - network errors come in many types
-        raise WeightsError(f"download of {entry.key} from {entry.url} failed: {exc}") from None
-    return dest
 
 
 def load_checkpoint(path: str | os.PathLike, *, allow_pickle: bool = False,
@@ -289,3 +151,7 @@ def seeded(seed: int) -> Iterator[None]:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         yield
+
+
+__all__ = ["load_checkpoint", "load_array", "load_into", "seeded", "KnownFile", "WeightsArg", "register_known",
+           "known_files", "inventory", "resolve", "editrt_home", "COMPUTED", "CORPUS_HOWTO"]

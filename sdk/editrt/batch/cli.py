@@ -26,9 +26,9 @@ def add_subcommands(sub) -> None:
     p.add_argument("--corpus", type=Path, help="FEU corpus index (editrt corpus build)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_ray_args(p, "rows (actors holding the editors; this process writes every output)")
-    from ..cli import _add_weights_args
+    from ..cli_args import add_weights_args
 
-    _add_weights_args(p)
+    add_weights_args(p)
     p.set_defaults(func=cmd_batch)
 
 
@@ -50,7 +50,7 @@ def cmd_batch(args) -> int:
         if rec["status"] != "ok":
             print(f"  {rec['id']}: {rec.get('error_type', 'error')}: {rec.get('error')}")
     if args.random_weights:
-        from ..cli import RANDOM_WEIGHTS_WARNING
+        from ..cli_args import RANDOM_WEIGHTS_WARNING
 
         print(RANDOM_WEIGHTS_WARNING)
     return 0 if report.failed == 0 else 2

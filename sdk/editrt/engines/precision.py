@@ -88,7 +88,6 @@ def convert_precision(model: onnx.ModelProto, precision: str, keep_fp32: tuple[s
     for n in g.node:
         for i, x in enumerate(n.input):
             consumers.setdefault(x, []).append((n, i))
-    graph_outputs = {o.name for o in g.output}
     precision_of: dict[str, int] = {}  # float tensor -> FLOAT or low
     new_inits = []
     for init in g.initializer:

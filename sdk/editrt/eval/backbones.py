@@ -23,24 +23,15 @@ from torch import nn
 
 from .. import weights as W
 from ..errors import BackendUnavailable
+from ..known_files import DEIT_NAME
 from ..models.preprocess import resize_center_crop
 
 log = logging.getLogger(__name__)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-DEIT_NAME = "deit_base_distilled_patch16_384"
 DEIT_SIZE = 384
 INCEPTION_SIZE = 299
-
-W.register_known(W.KnownFile(
-    "eval/deit", f"eval/{DEIT_NAME}-d0272ac0.pth",
-    f"https://dl.fbaipublicfiles.com/deit/{DEIT_NAME}-d0272ac0.pth",
-    "place DeiT's deit_base_distilled_patch16_384-d0272ac0.pth (facebookresearch/deit) there"))
-W.register_known(W.KnownFile(
-    "eval/inception", "eval/inception_v3_google-0cc3c7bd.pth",
-    "https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth",
-    "place torchvision's inception_v3_google-0cc3c7bd.pth there"))
 
 
 class _Normalized(nn.Module):

@@ -13,25 +13,11 @@ the reference statistics (``--imagenet-train``, default ROOT/train) or a statist
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
+from ..cli_args import check_device, int_at_least, seed
 from ..errors import InputError
-
-BASELINES = ("COPY", "ENCODE", "RETRIEVE")
-
-
-def _int_at_least(minimum: int):
-    from ..cli import int_at_least
-
-    return int_at_least(minimum)
-
-
-def _seed(text: str) -> int:
-    from ..cli import seed
-
-    return seed(text)
-
+from .assembly import BASELINES, baseline_names, build_evaluation
 
 def add_subcommands(sub) -> None:
     p = sub.add_parser("evaluate", help="FlexIT's evaluation protocol (accuracy, LPIPS, SFID, CSFID)",
@@ -45,20 +31,20 @@ def add_subcommands(sub) -> None:
                    help="stylespace: edit confident generator samples or the queries' inverted world images")
     p.add_argument("--imagenet-train", type=Path, help="ImageNet training images (default ROOT/train)")
     p.add_argument("--stats", type=Path, help="precomputed reference statistics (safetensors, as written to OUT)")
-    p.add_argument("--stats-per-class", type=_int_at_least(1), default=None,
+    p.add_argument("--stats-per-class", type=int_at_least(1), default=None,
                    help="training images per target class for the statistics (default 100 ImageNet, 64 toy)")
     p.add_argument("--split", choices=["test", "dev", "all"], default="test", help="query split (default test)")
-    p.add_argument("--limit", type=_int_at_least(1), help="only the first N queries of the split")
+    p.add_argument("--limit", type=int_at_least(1), help="only the first N queries of the split")
     p.add_argument("--method", choices=["flexit", "none"], default="flexit",
                    help="the method evaluated besides the baselines ('none': baselines only)")
     p.add_argument("--baselines", default=",".join(BASELINES),
                    help="comma-separated subset of COPY,ENCODE,RETRIEVE ('' for none)")
     p.add_argument("--config", type=Path, help="FlexITConfig overrides as JSON or YAML")
     p.add_argument("--preset", help="FlexITConfig preset (default: paper; the toy world's own settings with --toy)")
-    p.add_argument("--steps", type=_int_at_least(0), help="FlexIT steps (default: the config's)")
-    p.add_argument("--batch-size", type=_int_at_least(1), default=8, help="queries edited together (default 8)")
-    p.add_argument("--seed", type=_seed, default=0, help="seed of the edits and of RETRIEVE (default 0)")
-    p.add_argument("--grid-rows", type=_int_at_least(1), default=8, help="example rows in the summary grid (default 8)")
+    p.add_argument("--steps", type=int_at_least(0), help="FlexIT steps (default: the config's)")
+    p.add_argument("--batch-size", type=int_at_least(1), default=8, help="queries edited together (default 8)")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the edits and of RETRIEVE (default 0)")
+    p.add_argument("--grid-rows", type=int_at_least(1), default=8, help="example rows in the summary grid (default 8)")
     p.add_argument("-o", "--output-dir", type=Path, required=True,
                    help="run folder: results, summary and grid (a rerun resumes from its results)")
     p.add_argument("--weights-dir", type=Path, help="folder laid out like the EDITRT_HOME store")
@@ -79,32 +65,11 @@ def add_subcommands(sub) -> None:
     p.set_defaults(func=cmd_evaluate)
 
 
-def _config(args, default):
-    from ..config import FlexITConfig
-
-    cfg = FlexITConfig.preset(args.preset) if args.preset else default
-    if args.config:
-        overrides = FlexITConfig.from_file(args.config)
-        base = FlexITConfig()
-        cfg = cfg.replace(**{k: v for k, v in overrides.to_dict().items() if v != base.to_dict()[k]})
-    return cfg
-
-
-def _baselines(args) -> list[str]:
-    names = [b.strip().upper() for b in args.baselines.split(",") if b.strip()]
-    bad = sorted(set(names) - set(BASELINES))
-    if bad:
-        raise InputError(f"unknown baseline(s) {bad}; use {', '.join(BASELINES)}")
-    return names
-
-
 def cmd_evaluate(args) -> int:
     out = args.output_dir
     if out.exists() and not out.is_dir():
         raise InputError(f"--output-dir {out} is a file; give a folder")
-    names = _baselines(args)
-    from ..cli import check_device
-
+    names = baseline_names(args)
     check_device(args.device)
     created = _created_folders(out)
     try:
@@ -169,42 +134,6 @@ def _evaluate(args, out: Path, names: list[str]) -> int:
     return 0
 
 
-def build_evaluation(args):
-    """(world, runners, reference images per class) of an ``evaluate`` command line; Ray actors
-    call it with the same arguments to hold identical copies."""
-    from . import runners
-
-    names = _baselines(args)
-    if args.toy:
-        if args.random_weights:
-            raise InputError("--random-weights applies to ImageNet runs; the toy world uses its trained models")
-        world, vqgan, cfg, tag, models = _toy_world(args)
-        per_class = args.stats_per_class or 64
-    else:
-        world, vqgan, cfg, tag, models = _imagenet_world(args, names)
-        per_class = args.stats_per_class or 100
-    run = []
-    for name in names:
-        if name == "COPY":
-            run.append(runners.CopyRunner())
-        elif name == "ENCODE":
-            run.append(runners.EncodeRunner(vqgan, cfg.image_size, tag=tag))
-        else:
-            run.append(runners.RetrieveRunner(seed=args.seed))
-    if args.method == "flexit":
-        from ..methods.flexit import FlexIT
-
-        editor = FlexIT(cfg, device=args.device, weights=models.get("weights"), models=models.get("flexit"),
-                        random_init=bool(args.random_weights and not args.toy), seed=args.seed,
-                        download=args.download, allow_pickle=args.allow_pickle, backend=args.backend,
-                        precision=args.precision)
-        run.append(runners.FlexITRunner(editor, steps=args.steps, seed=args.seed, batch_size=args.batch_size,
-                                        weights_tag=tag))
-    if not run:
-        raise InputError("nothing to evaluate: --method none and no baselines")
-    return world, run, per_class
-
-
 def _stylespace(args, out: Path) -> int:
     from ..toy.models import load_toy_style
     from . import stylespace
@@ -221,35 +150,4 @@ def _stylespace(args, out: Path) -> int:
     return 0
 
 
-def _toy_world(args):
-    from ..toy import models as TM
-    from .worlds import ToyWorld
-
-    models = TM.load_toy_models(device=args.device)
-    cfg = _config(args, TM.TOY_FLEXIT)
-    tag = "toy:" + json.dumps({k: v["sha256"][:12] for k, v in TM.manifest().get("models", {}).items()}, sort_keys=True)
-    return ToyWorld(models, device=args.device), models.vqgan, cfg, tag, {"flexit": models.flexit_models()}
-
-
-def _imagenet_world(args, baselines):
-    from ..config import FlexITConfig
-    from ..models.lpips import load_lpips
-    from ..models.vqgan import load_vqgan
-    from .backbones import load_deit, load_inception
-    from .worlds import ImageNetWorld
-
-    if not args.imagenet_root.is_dir():
-        raise InputError(f"--imagenet-root {args.imagenet_root} is not a folder")
-    cfg = _config(args, FlexITConfig())
-    kw = dict(weights=args.weights_dir, device=args.device, download=args.download, random_init=args.random_weights)
-    world = ImageNetWorld(args.imagenet_root, train_root=args.imagenet_train, classifier=load_deit(**kw),
-                          features=load_inception(**kw), lpips=load_lpips("alex", **kw), device=args.device)
-    vqgan = None
-    if "ENCODE" in baselines:
-        vqgan = load_vqgan(cfg.vqgan, allow_pickle=args.allow_pickle, **kw)
-    tag = "random" if args.random_weights else f"weights:{args.weights_dir or 'store'}"
-    flexit_models = {"vqgan": vqgan} if vqgan is not None else None
-    return world, vqgan, cfg, tag, {"weights": args.weights_dir, "flexit": flexit_models}
-
-
-__all__ = ["add_subcommands", "cmd_evaluate", "build_evaluation"]
+__all__ = ["add_subcommands", "cmd_evaluate"]

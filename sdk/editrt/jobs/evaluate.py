@@ -29,7 +29,7 @@ def _to_uint8(x: torch.Tensor) -> torch.Tensor:
 
 class _EvalWorker:
     def __init__(self, args):
-        from ..eval.cli import build_evaluation
+        from ..eval.assembly import build_evaluation
 
         self.world, runners, _ = build_evaluation(args)
         self.runners = {r.name: r for r in runners}

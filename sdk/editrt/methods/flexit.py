@@ -499,6 +499,7 @@ class FlexIT:
             bar.close()
         final = self.decode(state.z)
         _check_finite(final, "the output image")
+        _check_not_degenerate(final, images, steps=state.step)
         if state.step in snap_steps:
             snaps[state.step] = final.cpu()
         return EditResult(images=final.cpu(), history=history, snapshots=dict(sorted(snaps.items())),
@@ -590,6 +591,14 @@ def _broadcast_texts(texts: str | Sequence[str], n: int, what: str) -> list[str]
 def _check_finite(x: torch.Tensor, what: str) -> None:
     if not torch.isfinite(x).all():
         raise NumericalError(f"non-finite values in {what}; try a lower lr, autocast='off', or check the weights")
+
+
+def _check_not_degenerate(final: torch.Tensor, inputs: torch.Tensor, *, steps: int) -> None:
+    """An output of one flat colour from an input that was not flat: the optimisation diverged
+    (a step length far beyond the latent's range, e.g. ``lr=1e30``), which must not pass as an edit."""
+    for i, (out, src) in enumerate(zip(final, inputs)):
+        if steps and float(src.max() - src.min()) >= 1 / 255:
+            imageio.check_not_degenerate(out, what=f"the edited image{f' {i}' if final.shape[0] > 1 else ''}")
 
 
 def _progress(total: int, enabled: bool):

@@ -244,19 +244,6 @@ def config_from_state_dict(sd: Mapping[str, torch.Tensor]) -> ClipConfig:
                            f"{exc} (expected visual.*, transformer.*, token_embedding, text_projection)") from None
 
 
-def _register_known() -> None:
-    from open_clip.pretrained import get_pretrained_url
-
-    W.register_known(W.KnownFile("clip/tiny", "clip/tiny.safetensors", None,
-                                 "the toy world's tiny CLIP ships with editrt; retrain it with scripts/train_toy.py",
-                                 bundled="data/toy/clip_tiny.safetensors"))
-    for name in OPENAI_RELEASES:
-        W.register_known(W.KnownFile(
-            f"clip/{name}", f"clip/{name}.pt", get_pretrained_url(name, "openai") or None,
-            f"place OpenAI's {name}.pt (or an open_clip state_dict, with the -quickgelu name for OpenAI weights) there"))
-
-
-_register_known()
 
 
 def is_torchscript_archive(path: str | Path) -> bool:

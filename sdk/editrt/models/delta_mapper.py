@@ -176,16 +176,6 @@ def parameter_count(config: DeltaMapperConfig = FFHQ_CONFIG) -> int:
     return sum(p.numel() for p in net.parameters())
 
 
-def _register_known() -> None:
-    W.register_known(W.KnownFile(
-        "deltaedit/ffhq/mapper", "deltaedit/net_face.pth", None,
-        "download net_face.pth (DeltaEdit README, Google Drive link) and place it there"))
-    W.register_known(W.KnownFile(
-        "deltaedit/tiny/mapper", "deltaedit/tiny.safetensors", None,
-        "the tiny Delta Mapper has no public weights; use random_init=True"))
-
-
-_register_known()
 
 
 def load_delta_mapper(name: str = "ffhq", *, weights: W.WeightsArg = None, path=None,

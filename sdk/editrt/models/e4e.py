@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InputError, WeightsError
-from ..weights import KnownFile, WeightsArg, load_checkpoint, load_into, register_known, resolve, seeded
+from ..weights import WeightsArg, load_checkpoint, load_into, resolve, seeded
 from .arch import ArchConfig
 from .preprocess import Preprocess
 from .registry import ModelSpec, TensorSpec, register_provider
@@ -81,10 +81,6 @@ E4E_CONFIGS: dict[str, E4EConfig] = {
     "tiny": E4EConfig(units=(1, 1, 1, 1), depths=(8, 16, 32, 64), style_dim=64, n_styles=8, input_size=64,
                       se_reduction=4),
 }
-
-register_known(KnownFile(
-    key="e4e/ffhq", store_path="e4e/e4e_ffhq_encode.pt", url=None,
-    how_to_get="Download e4e_ffhq_encode.pt (omertov/encoder4editing README, 'Pretrained Models')"))
 
 
 # ----------------------------------------------------------------------------------------------

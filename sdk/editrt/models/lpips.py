@@ -24,6 +24,7 @@ from torch import nn
 
 from .. import weights as W
 from ..errors import InputError, WeightsError
+from ..known_files import LPIPS_TRUNK_FILES
 
 log = logging.getLogger(__name__)
 
@@ -32,17 +33,9 @@ _SLICES = {
     "vgg": [(0, 4), (4, 9), (9, 16), (16, 23), (23, 30)],
     "alex": [(0, 2), (2, 5), (5, 8), (8, 10), (10, 12)],
 }
-_TRUNK_FILES = {
-    "vgg": ("vgg16-397923af.pth", "https://download.pytorch.org/models/vgg16-397923af.pth"),
-    "alex": ("alexnet-owt-7be5be79.pth", "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"),
-}
+_TRUNK_FILES = LPIPS_TRUNK_FILES  # (file name, URL) of each trunk
 TOY = "toy"
 TOY_TRUNK_SEED = 11  # the trunk seed of the toy world's FlexIT perceptual term (its recorded results)
-for _net, (_file, _url) in _TRUNK_FILES.items():
-    W.register_known(W.KnownFile(f"lpips/{_net}", f"lpips/{_file}", _url,
-                                 f"place torchvision's {_file} there (or in a --weights-dir folder, or torch "
-                                 "hub's checkpoints folder), or pass any .pth with its features.* keys",
-                                 folder_layouts=(_file,)))
 
 
 def torch_hub_checkpoints() -> Path:

@@ -48,7 +48,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
-import math
 import os
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
@@ -58,9 +57,9 @@ import torch
 from torch import nn
 
 from ..errors import InputError, WeightsError
-from ..weights import KnownFile, WeightsArg, load_into, register_known, resolve, seeded
+from ..weights import WeightsArg, load_into, resolve, seeded
 from . import stylegan2_convert as convert
-from .arch import ArchConfig
+from .stylegan2_config import STYLEGAN2_CONFIGS, StyleGAN2Config, get_config  # noqa: F401
 from .registry import ModelSpec, TensorSpec, register_provider
 from .stylegan2_ops import MODCONV_MODES, ConstantInput, EqualLinear, ModulatedConv2d, PixelNorm, StyledConv, ToRGB
 
@@ -74,83 +73,6 @@ LATENT_AVG_SAMPLES = 4096  # rosinality generate.py: g_ema.mean_latent(4096)
 # Architecture configs (data)
 
 
-@dataclasses.dataclass(frozen=True)
-class StyleGAN2Config(ArchConfig):
-    """Architecture of a rosinality/NVIDIA StyleGAN2 generator.
-
-    channels(res) = min(channel_max, channel_base // res); rosinality ``channel_multiplier=cm``
-    is ``channel_base = 16384 * cm`` with ``channel_max = 512`` (config-f: cm=2 -> 32768).
-    """
-
-    size: int = 1024  # output resolution (power of two >= 8)
-    style_dim: int = 512  # z and w width
-    n_mlp: int = 8  # mapping layers
-    channel_base: int = 32768
-    channel_max: int = 512
-    lr_mlp: float = 0.01  # mapping learning-rate multiplier (enters the runtime weight scale)
-    blur_taps: tuple[int, ...] = (1, 3, 3, 1)
-    conv_clamp: float | None = None  # stylegan2-ada trains with 256; rosinality has none
-
-    def __post_init__(self) -> None:
-        log2 = math.log2(self.size) if self.size > 0 else 0.5
-        if not (log2.is_integer() and self.size >= 8):
-            raise InputError(f"StyleGAN2Config.size must be a power of two >= 8, got {self.size}")
-        if min(self.style_dim, self.n_mlp, self.channel_base, self.channel_max) < 1:
-            raise InputError(f"StyleGAN2Config: widths and n_mlp must be positive: {self}")
-
-    @property
-    def log_size(self) -> int:
-        return int(math.log2(self.size))
-
-    @property
-    def n_latent(self) -> int:
-        """Number of W+ entries: 2 log2(size) - 2 (18 for 1024)."""
-        return 2 * self.log_size - 2
-
-    @property
-    def num_noise_layers(self) -> int:
-        """Number of noise buffers / styled convs: 2 log2(size) - 3 (17 for 1024)."""
-        return 2 * self.log_size - 3
-
-    def channels(self, res: int) -> int:
-        return min(self.channel_max, self.channel_base // res)
-
-    @property
-    def resolutions(self) -> tuple[int, ...]:
-        return tuple(2**i for i in range(2, self.log_size + 1))
-
-
-STYLEGAN2_CONFIGS: dict[str, StyleGAN2Config] = {
-    "ffhq-1024": StyleGAN2Config(size=1024),  # stylegan2-ffhq-config-f
-    "ffhq-512": StyleGAN2Config(size=512),
-    "ffhq-256": StyleGAN2Config(size=256),  # rosinality-trained 256 px (channel_multiplier 2)
-    "afhqdog-512": StyleGAN2Config(size=512, conv_clamp=256.0),  # stylegan2-ada paper512
-    "afhqcat-512": StyleGAN2Config(size=512, conv_clamp=256.0),
-    "church-256": StyleGAN2Config(size=256),  # config-f LSUN church
-    "cat-256": StyleGAN2Config(size=256),  # config-f LSUN cat
-    "horse-256": StyleGAN2Config(size=256),  # config-f LSUN horse
-    # test-sized: 4x4..32x32, 64/64/32/16 channels, 8 W+ entries, 12 style layers
-    "tiny": StyleGAN2Config(size=32, style_dim=64, n_mlp=2, channel_base=512, channel_max=64),
-    # the toy world's trained generator (editrt.toy.stylegan): 32 px, 64/64/64/32 channels, 4 mapping layers
-    "toy": StyleGAN2Config(size=32, style_dim=64, n_mlp=4, channel_base=1024, channel_max=64),
-}
-
-_ROSINALITY_HOWTO = ("Download {f} (rosinality/stylegan2-pytorch README links) or convert NVIDIA's TF "
-                     "stylegan2-{ds}-config-f.pkl with rosinality's convert_weight.py")
-for _ds, _f in (("ffhq-1024", "stylegan2-ffhq-config-f.pt"), ("church-256", "stylegan2-church-config-f.pt"),
-                ("cat-256", "stylegan2-cat-config-f.pt"), ("horse-256", "stylegan2-horse-config-f.pt")):
-    register_known(KnownFile(key=f"stylegan2/{_ds}", store_path=f"stylegan2/{_f}", url=None,
-                             how_to_get=_ROSINALITY_HOWTO.format(f=_f, ds=_ds.split("-")[0])))
-register_known(KnownFile(key="stylegan2/toy", store_path="stylegan2/toy.safetensors", url=None,
-                         how_to_get="the toy generator ships with editrt (editrt/data/toy/stylegan2_toy.safetensors; "
-                                    "retrain with scripts/train_toy.py --only stylegan2)"))
-for _ds in ("afhqdog", "afhqcat"):
-    register_known(KnownFile(
-        key=f"stylegan2/{_ds}-512", store_path=f"stylegan2/{_ds}.pkl",
-        url=f"https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/{_ds}.pkl",
-        how_to_get=f"NVIDIA stylegan2-ada-pytorch pretrained {_ds}.pkl (loading it needs allow_pickle=True)"))
-
-
 def _resolve(key: str, weights: WeightsArg, download: bool) -> Path:
     try:
         return resolve(key, weights=weights, download=download)
@@ -158,12 +80,6 @@ def _resolve(key: str, weights: WeightsArg, download: bool) -> Path:
         if "random_init" in str(exc):
             raise
         raise WeightsError(f"{exc} (or random_init=True for seeded random weights)") from None
-
-
-def get_config(name: str) -> StyleGAN2Config:
-    if name not in STYLEGAN2_CONFIGS:
-        raise InputError(f"unknown StyleGAN2 config {name!r}; known: {sorted(STYLEGAN2_CONFIGS)}")
-    return STYLEGAN2_CONFIGS[name]
 
 
 # ----------------------------------------------------------------------------------------------

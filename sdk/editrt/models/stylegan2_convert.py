@@ -23,16 +23,14 @@ import io
 import pickle
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
 import torch
 
 from .. import checkpoint_format as fmt
 from ..errors import WeightsError
 from ..weights import load_checkpoint
-
-if TYPE_CHECKING:
-    from .stylegan2 import StyleGAN2Config
+from .stylegan2_config import StyleGAN2Config
 
 State = dict[str, torch.Tensor]
 
@@ -41,7 +39,7 @@ State = dict[str, torch.Tensor]
 # rosinality layout -> architecture
 
 
-def config_from_state_dict(state: Mapping[str, torch.Tensor], base: "StyleGAN2Config") -> "StyleGAN2Config":
+def config_from_state_dict(state: Mapping[str, torch.Tensor], base: StyleGAN2Config) -> StyleGAN2Config:
     """Infer size, widths and mapping depth from rosinality keys; other fields from ``base``."""
     for key in ("style.1.weight", "input.input", "conv1.conv.weight"):
         if key not in state:
@@ -66,7 +64,7 @@ def config_from_state_dict(state: Mapping[str, torch.Tensor], base: "StyleGAN2Co
     return cfg
 
 
-def check_same_architecture(expected: "StyleGAN2Config", found: "StyleGAN2Config", *, what: str, path: Any) -> None:
+def check_same_architecture(expected: StyleGAN2Config, found: StyleGAN2Config, *, what: str, path: Any) -> None:
     """WeightsError naming the resolution / width / depth that differs."""
     if found.size != expected.size:
         raise WeightsError(f"checkpoint {path} holds a {found.size}x{found.size} generator but {what} is "
@@ -249,13 +247,11 @@ def read_nvidia_pickle(path: str | Path) -> tuple[State, dict[str, Any]]:
 
 
 def read_generator_checkpoint(path: str | Path, *, allow_pickle: bool = False
-                              ) -> tuple[State, torch.Tensor | None, "StyleGAN2Config | None"]:
+                              ) -> tuple[State, torch.Tensor | None, StyleGAN2Config | None]:
     """Any supported file -> (rosinality generator state, latent_avg or None, config hint or None).
 
     The config hint carries fields the keys cannot tell (``conv_clamp`` of NVIDIA pickles).
     """
-    from .stylegan2 import StyleGAN2Config
-
     path = Path(path)
     if path.suffix == ".pkl":
         if fmt.sniff(path) != "pickle":

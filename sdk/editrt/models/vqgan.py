@@ -24,6 +24,7 @@ from torch import nn
 
 from .. import weights as W
 from ..errors import InputError, WeightsError
+from ..known_files import VQGAN_CHECKPOINT_LAYOUTS
 from .arch import ArchConfig
 from .preprocess import Preprocess
 from .registry import ModelSpec, TensorSpec, register_provider
@@ -86,37 +87,8 @@ VQGAN_CONFIGS: dict[str, VQGANConfig] = {
         z_channels=32, resolution=64, ch=32, ch_mult=(1, 2, 2, 4), num_res_blocks=1, attn_resolutions=(8,))),
 }
 
-_SOURCES = {  # public checkpoints (taming-transformers README; FlexIT install.sh)
-    "vqgan_imagenet_f16_1024": "https://heibox.uni-heidelberg.de/d/8088892a516d4e3baf92/files/?p=%2F",
-    "vqgan_imagenet_f16_16384": "https://heibox.uni-heidelberg.de/d/a7530b09fed84f80a887/files/?p=%2F",
-}
-
-
-# Where a taming checkpoint sits inside a folder, as downloaded or trained: the editrt store,
-# the release folders (<dir>/last.ckpt, <dir>/ckpts/last.ckpt) and taming's log folders
-# (<dir>/checkpoints/last.ckpt with <dir>/configs/*-project.yaml).
-CHECKPOINT_LAYOUTS = ("vqgan/{name}/last.ckpt", "last.ckpt", "checkpoints/last.ckpt", "ckpts/last.ckpt")
-
-
-def _register_known() -> None:
-    for name in VQGAN_CONFIGS:
-        src = _SOURCES.get(name)
-        if src is None:  # the toy world's, shipped inside the package (no model.yaml needed)
-            W.register_known(W.KnownFile(
-                f"vqgan/{name}", f"vqgan/{name}/last.ckpt", None,
-                "the toy world's tiny VQGAN ships with editrt; retrain it with scripts/train_toy.py",
-                bundled="data/toy/vqgan_tiny.safetensors", folder_layouts=CHECKPOINT_LAYOUTS[1:]))
-            continue
-        how = (f"download last.ckpt and model.yaml of {name} from taming-transformers (or pass the "
-               "downloaded folder as weights=/--weights-dir)")
-        W.register_known(W.KnownFile(f"vqgan/{name}", f"vqgan/{name}/last.ckpt",
-                                     src + "ckpts%2Flast.ckpt&dl=1", how, folder_layouts=CHECKPOINT_LAYOUTS[1:]))
-        W.register_known(W.KnownFile(f"vqgan/{name}/config", f"vqgan/{name}/model.yaml",
-                                     src + "configs%2Fmodel.yaml&dl=1", how,
-                                     folder_layouts=("model.yaml", "configs/model.yaml")))
-
-
-_register_known()
+# Where a taming checkpoint sits inside a folder (the store, the release folders, taming's logs)
+CHECKPOINT_LAYOUTS = VQGAN_CHECKPOINT_LAYOUTS
 
 
 def soft_clamp(x: torch.Tensor, beta: float = 5.0) -> torch.Tensor:

@@ -101,7 +101,7 @@ def cmd_serve(args) -> int:
         print(json.dumps({"ready": True, "http": s.http_url, "grpc": s.grpc_url, "metrics": s.metrics_url,
                           "models": s.model_names()}), flush=True)
         if args.random_weights or args.toy:
-            from ..cli import RANDOM_WEIGHTS_WARNING
+            from ..cli_args import RANDOM_WEIGHTS_WARNING
 
             print(RANDOM_WEIGHTS_WARNING if args.random_weights else
                   "NOTE: --toy: FlexIT runs the trained toy models; direction methods run a tiny random "

@@ -27,15 +27,6 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 
-def _register_known() -> None:
-    W.register_known(W.KnownFile(
-        "styleclip/ffhq-1024/fs3", "styleclip/ffhq-1024/fs3.npy",
-        "https://github.com/orpatashnik/StyleCLIP/raw/main/global_torch/npy/ffhq/fs3.npy",
-        "take global_torch/npy/ffhq/fs3.npy from the StyleCLIP repository (same file as DeltaEdit's "
-        "models/stylegan2/npy_ffhq/fs3.npy), or compute one with `editrt relevance`"))
-
-
-_register_known()
 
 
 def check_fs3(fs3: torch.Tensor, conv_dim: int, embed_dim: int, *, what: str = "fs3") -> torch.Tensor:
