@@ -235,3 +235,29 @@ def test_a_uniform_output_from_a_real_input_is_refused(editor, monkeypatch):
         assert editor.edit(torch.full((3, 64, 64), 0.3), "a", "b", steps=1).images.std() == 0
         assert editor.edit(_img(1), "a", "b", steps=0).images.std() == 0
     assert editor.edit(_img(1), "a", "b", steps=1).images.std() > 0
+
+
+@pytest.mark.parametrize("per_network", [True, False], ids=["per-network backward", "joint backward"])
+def test_cpu_autocast_keeps_vit_towers_in_fp32(tiny_models, monkeypatch, per_network):
+    """bf16 autocast on CPU runs the ViT CLIP towers in fp32 (bf16 made them slower on CPU);
+    the rest of the loss stays under autocast, and the step gives a finite update."""
+    from editrt.methods.flexit import cpu_keeps_fp32
+
+    ed = FlexIT(FlexITConfig.preset("tiny").replace(autocast="bf16", channels_last="off"), models=tiny_models)
+    ed.per_network_backward = per_network
+    net = ed.clip.nets[0]
+    assert cpu_keeps_fp32(net) and id(net) in ed._fp32_towers  # the tiny tower is a ViT
+    seen = []
+    encode = net.encode_image
+
+    def spy(views):
+        seen.append((views.dtype, torch.is_autocast_enabled("cpu")))
+        return encode(views)
+    monkeypatch.setattr(net, "encode_image", spy)
+    decoded = []
+    decode = ed.vqgan.decode_clamped
+    monkeypatch.setattr(ed.vqgan, "decode_clamped", lambda z: decoded.append(torch.is_autocast_enabled("cpu"))
+                        or decode(z))
+    state = ed.step(ed.prepare(_img(0), "a cat", "a dog"))
+    assert seen and all(s == (torch.float32, False) for s in seen)
+    assert decoded == [True] and torch.isfinite(state.z).all()

@@ -203,7 +203,11 @@ class FlexIT:
         cfg, cuda = self.config, self.device.type == "cuda"
         amp = resolve_autocast(cfg.autocast, self.device)
         self._amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
-        if cfg.channels_last == "on" or (cfg.channels_last == "auto" and cuda):
+        # CLIP towers kept in fp32 under autocast: on CPU the ViTs (see CPU_FP32_TOWERS)
+        self._fp32_towers = {id(net) for net in self.clip if self._amp_dtype is not None
+                             and not cuda and cpu_keeps_fp32(net)}
+        if cfg.channels_last == "on" or (cfg.channels_last == "auto" and
+                                         (cuda or (self._amp_dtype is not None and cpu_has_native_bf16()))):
             for m in (self.clip, self.vqgan, self.lpips):
                 m.to(memory_format=torch.channels_last)
         self._loss_fn = self._losses
@@ -215,6 +219,19 @@ class FlexIT:
         if self._amp_dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self._amp_dtype)
+
+    def _tower_views(self, net, image: torch.Tensor, view_input) -> torch.Tensor:
+        """Normalised views for one CLIP tower, in fp32 (autocast off) for a tower kept in fp32;
+        call inside :meth:`_tower_autocast`."""
+        if id(net) in self._fp32_towers:
+            image = image.float()
+        return net.normalize(self._views(net, image, view_input))
+
+    def _tower_autocast(self, net):
+        """Autocast for one CLIP tower inside the loss: the method's, or off for a tower kept in fp32."""
+        if id(net) in self._fp32_towers:
+            return torch.autocast(self.device.type, enabled=False)
+        return self._autocast()
 
     # -- preparation -----------------------------------------------------------------------------
     def load_images(self, images) -> torch.Tensor:
@@ -333,8 +350,8 @@ class FlexIT:
             dot = _dot_rows if exact else _mul_sum_rows
             for net, point, es, et, vin in zip(self.clip, tg.points, tg.text_source, tg.text_target,
                                                view_inputs):
-                views = net.normalize(self._views(net, image, vin))
-                emb = net.encode_image(views).float()
+                with self._tower_autocast(net):
+                    emb = net.encode_image(self._tower_views(net, image, vin)).float()
                 # mean of normalised views, not renormalised
                 emb = emb / emb.norm(dim=-1, keepdim=True) if exact else F.normalize(emb, dim=-1)
                 pred = emb.view(b, max(cfg.n_augment, 1), -1).mean(1)
@@ -380,9 +397,8 @@ class FlexIT:
         image_grad = image_grad.float()
         clip_terms, sim_s, sim_t = [], [], []
         for net, point, es, et, vin in zip(self.clip, tg.points, tg.text_source, tg.text_target, view_inputs):
-            with self._autocast():
-                views = net.normalize(self._views(net, image, vin))
-                emb = F.normalize(net.encode_image(views).float(), dim=-1)
+            with self._tower_autocast(net):
+                emb = F.normalize(net.encode_image(self._tower_views(net, image, vin)).float(), dim=-1)
             pred = emb.view(b, max(cfg.n_augment, 1), -1).mean(1)  # mean of normalised views, not renormalised
             term = (pred * point).sum(-1)
             (g,) = torch.autograd.grad(-term.sum() / n_nets, image)
@@ -535,6 +551,14 @@ CPU_AUTO_AUTOCAST = "off"
 CPU_BF16_DRIFT_BOUND = 1.0 / 255
 
 
+def cpu_keeps_fp32(net) -> bool:
+    """Whether CLIP tower ``net`` stays fp32 when FlexIT runs under CPU autocast: the ViTs. At the
+    paper configuration (benchmarks/cpu_paper.py flexit --networks, one thread) bf16 made
+    ViT-B/32's 8 views slower (forward 1.18 -> 2.43 s, backward 1.07 -> 1.47 s) while the ResNets
+    and the VQGAN decoder gained 1.6-3.3x. On CUDA every tower follows autocast."""
+    return net.config.vision.patch_size is not None
+
+
 def resolve_autocast(mode: str, device: torch.device | str) -> str:
     """``FlexITConfig.autocast`` -> "off" | "bf16" | "fp16" on ``device``.
 
@@ -610,4 +634,4 @@ def _progress(total: int, enabled: bool):
 
 
 __all__ = ["FlexIT", "FlexITConfig", "FlexITState", "Targets", "EditResult", "default_batch_size",
-           "resolve_autocast", "cpu_has_native_bf16"]
+           "resolve_autocast", "cpu_has_native_bf16", "cpu_keeps_fp32"]
