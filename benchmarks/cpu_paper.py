@@ -27,6 +27,9 @@ Sections:
   batch   per-image time at batch 1, 2, 4, 8: StyleGAN2 synthesis (256 and 1024 px) raw and
           chunked at the default batch, FlexIT steps (tiny preset, and paper batch 2), and
           direction edits.
+  compile FlexIT with torch.compile (inductor) on CPU: the first step (compile included) with a
+          cold and then a warm compiled-artifact cache (TORCHINDUCTOR_CACHE_DIR), each in a fresh
+          process, and the steady-state step against eager, interleaved.
 """
 
 from __future__ import annotations
@@ -93,13 +96,17 @@ def _set_layout(models: dict[str, Any], channels_last: bool) -> None:
         m.to(memory_format=fmt)
 
 
-def _flexit_variant(models, cfg, image, *, autocast: str, channels_last: bool, per_network: bool, seed: int = 0):
+def _flexit_variant(models, cfg, image, *, autocast: str, channels_last: bool, per_network: bool,
+                    vit_bf16: bool = False, seed: int = 0):
     """(step, record): ``step()`` runs one FlexIT step with these switches (state carried over);
-    ``record`` collects each step's decoded image and metrics, and ``decode()`` the output."""
+    ``record`` collects each step's decoded image and metrics, and ``decode()`` the output.
+    ``vit_bf16``: the ViT towers follow autocast too (FlexIT keeps them fp32 on CPU)."""
     from editrt.methods.flexit import FlexIT
 
     ed = FlexIT(cfg.replace(autocast=autocast, channels_last="off", compile="off"), models=models)
     ed.per_network_backward = per_network
+    if vit_bf16:
+        ed._fp32_towers = set()
     state = {"s": None}
     record: dict[str, Any] = {"images": [], "metrics": []}
 
@@ -141,12 +148,13 @@ def cfg_label(cfg) -> str:
     return "tiny" if cfg.vqgan == "tiny" else "paper"
 
 
-FLEXIT_VARIANTS = {  # name -> (autocast, channels_last, per-network backward)
+FLEXIT_VARIANTS = {  # name -> (autocast, channels_last, per-network backward[, ViT towers in bf16 too])
     "editrt fp32, joint backward": ("off", False, False),
     "editrt fp32": ("off", False, True),
     "editrt fp32 channels_last": ("off", True, True),
     "editrt bf16": ("bf16", False, True),
     "editrt bf16 channels_last": ("bf16", True, True),
+    "editrt bf16 channels_last, ViT in bf16": ("bf16", True, True, True),
 }
 
 
@@ -161,9 +169,9 @@ def run_flexit_steps(models, cfg, rounds: int, label: str, variants=FLEXIT_VARIA
 
     image = flexit_loop.input_image(cfg, torch.device("cpu"), 1)
     fns, records = {"reference": _reference_variant(models, cfg, image)}, {}
-    for name, (amp, cl, per_net) in variants.items():
+    for name, (amp, cl, per_net, *vit_bf16) in variants.items():
         fns[name], records[name] = _flexit_variant(models, cfg, image, autocast=amp, channels_last=cl,
-                                                   per_network=per_net)
+                                                   per_network=per_net, vit_bf16=bool(vit_bf16))
     timings = interleaved(fns, rounds, warmup=warmup)
     group = f"flexit {cfg_label(cfg)} step ({label})"
     params = {"clip_models": list(cfg.clip_models), "image_size": cfg.image_size, "n_augment": cfg.n_augment}
@@ -173,11 +181,14 @@ def run_flexit_steps(models, cfg, rounds: int, label: str, variants=FLEXIT_VARIA
         rows.append(harness.row_from_timing(t, suite="flexit", group=group, name=name, items=1, backend="torch",
                                             precision="bf16" if amp == "bf16" else "fp32", batch=1, params=params,
                                             baseline=None if name == "reference" else "reference"))
-    for name in ("editrt fp32", "editrt bf16"):
+    # the fp32 channels_last trajectory differs from fp32 by float summation order only: the
+    # round-off floor that the bf16 drift is read against
+    for name in ("editrt fp32", "editrt bf16", "editrt bf16 channels_last", "editrt fp32 channels_last"):
         while name in records and len(records[name]["images"]) < drift_steps:
             _progress(f"drift: {name} step {len(records[name]['images']) + 1}/{drift_steps}")
             fns[name]()
     pairs = [(a, b) for a, b in (("editrt bf16", "editrt fp32"), ("editrt bf16 channels_last", "editrt fp32"),
+                                 ("editrt bf16 channels_last, ViT in bf16", "editrt fp32"),
                                  ("editrt fp32 channels_last", "editrt fp32"),
                                  ("editrt fp32", "editrt fp32, joint backward")) if a in records and b in records]
     findings = [_drift(records[a], records[b], f"{a} vs {b}", cfg, label) for a, b in pairs]
@@ -289,6 +300,66 @@ def flexit_section(args, progress=_progress) -> tuple[list[dict], dict[str, Any]
     return rows, {"drift": drift}
 
 
+# -- torch.compile ----------------------------------------------------------------------------------
+
+def compile_child(args) -> tuple[list[dict], dict[str, Any]]:
+    """One process: the first compiled step (inductor compiles here), then eager vs compiled steps
+    interleaved. The cache state (cold / warm) is the caller's TORCHINDUCTOR_CACHE_DIR."""
+    import flexit_loop
+    from editrt.config import FlexITConfig
+    from editrt.methods.flexit import FlexIT
+
+    cfg = FlexITConfig.preset(args.preset)
+    models = flexit_loop.load_models(cfg, torch.device("cpu"))
+    image = flexit_loop.input_image(cfg, torch.device("cpu"), 1)
+    eager, _ = _flexit_variant(models, cfg, image, autocast="off", channels_last=False, per_network=True)
+    ed = FlexIT(cfg.replace(autocast="off", channels_last="off", compile="compile"), models=models)
+    state = {"s": ed.prepare(image, "a photo of a cat", "a photo of a dog", seed=0)}
+    t0 = time.perf_counter()
+    state["s"] = ed.step(state["s"])
+    first = time.perf_counter() - t0
+
+    def compiled():
+        state["s"] = ed.step(state["s"])
+    timings = interleaved({"editrt fp32 eager": eager, "editrt fp32 compiled (inductor)": compiled},
+                          args.rounds, warmup=1)
+    group = f"flexit {args.preset} step, torch.compile ({args.compile_cache} cache)"
+    rows = [harness.row_from_timing(t, suite="flexit", group=group, name=name, items=1, backend="torch",
+                                    precision="fp32", batch=1, baseline=None if "eager" in name else "editrt fp32 eager")
+            for name, t in timings.items()]
+    return rows, {"compile": [{"preset": args.preset, "cache": args.compile_cache, "first_step_s": first}]}
+
+
+def compile_section(args, progress=_progress) -> tuple[list[dict], dict[str, Any]]:
+    """Cold then warm cache, each in a fresh process bounded by ``--compile-timeout``."""
+    import subprocess
+    import tempfile
+
+    rows, found = [], []
+    with tempfile.TemporaryDirectory(prefix="inductor-cache-") as cache:
+        env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache}
+        for state in ("cold", "warm"):
+            out = Path(cache) / f"{state}.json"
+            cmd = [sys.executable, __file__, "compile-child", "--out", str(out), "--preset", args.preset,
+                   "--threads", str(args.threads), "--rounds", str(args.rounds), "--compile-cache", state]
+            progress(f"compile: {args.preset}, {state} cache (limit {args.compile_timeout} s)")
+            t0 = time.perf_counter()
+            try:
+                subprocess.run(cmd, env=env, check=True, timeout=args.compile_timeout)
+            except subprocess.TimeoutExpired:
+                found.append({"preset": args.preset, "cache": state, "first_step_s": None,
+                              "timeout_s": args.compile_timeout,
+                              "note": f"the compile did not finish within {args.compile_timeout} s"})
+                rows.append(harness.skipped_row(suite="flexit", group=f"flexit {args.preset} step, torch.compile "
+                                                f"({state} cache)", name="editrt fp32 compiled (inductor)",
+                                                reason=found[-1]["note"]))
+                break
+            doc = harness.load_json(out)
+            rows += doc["results"]
+            found += [{**f, "process_s": time.perf_counter() - t0} for f in doc["findings"]["compile"]]
+    return rows, {"compile": found}
+
+
 # -- documents ------------------------------------------------------------------------------------
 
 NOTE = "shared 2-core machine: other jobs ran at the same time; ratios come from interleaved rounds"
@@ -326,7 +397,7 @@ def merge(paths: list[Path], out: Path) -> Path:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    ap.add_argument("section", choices=("flexit", "edits", "text", "batch", "merge"))
+    ap.add_argument("section", choices=("flexit", "edits", "text", "batch", "compile", "compile-child", "merge"))
     ap.add_argument("inputs", nargs="*", type=Path, help="merge: the section JSON files")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--preset", choices=("paper", "tiny"), default="paper",
@@ -344,6 +415,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--one-view", action="store_true", help="also time the 1-view-per-net configuration")
     ap.add_argument("--networks", type=int, default=0, help="rounds of the per-network forward/backward split")
     ap.add_argument("--engines-dir", type=Path, default=None, help="ONNX artifact store kept between runs")
+    ap.add_argument("--compile-timeout", type=int, default=1800, help="compile: seconds allowed per process")
+    ap.add_argument("--compile-cache", default="cold", help=argparse.SUPPRESS)  # compile-child: the cache state
     import cpu_paper_edits
 
     cpu_paper_edits.add_arguments(ap)
@@ -361,6 +434,8 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["EDITRT_ENGINES"] = str(args.engines_dir)  # the ONNX store of onnxruntime editors
     if args.section == "flexit":
         rows, findings = flexit_section(args)
+    elif args.section in ("compile", "compile-child"):
+        rows, findings = (compile_section if args.section == "compile" else compile_child)(args)
     else:
         import cpu_paper_edits
 

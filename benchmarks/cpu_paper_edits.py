@@ -178,22 +178,26 @@ def _per_image_rows(group: str, fns: dict[str, tuple[int, Callable]], rounds: in
 
 
 def synthesis_batch_rows(generator_name: str, batches, rounds: int, progress) -> list[dict]:
+    """The synthesis stage as direction edits run it in torch (``SynthesisExport``, one call per
+    chunk), per image at each batch: one call, and chunks of the default batch."""
     from editrt.methods.stylespace import default_batch
-    from editrt.methods.stylespace.editor import StyleEditor
-    from editrt.models.stylegan2 import StyleGAN2
+    from editrt.models.stylegan2 import StyleGAN2, SynthesisExport
 
     g = StyleGAN2.load(generator_name, random_init=True, seed=0)
     codes = {b: g.styles_from_w(g.mapping(torch.randn(b, g.style_dim, generator=torch.Generator().manual_seed(b))))
              for b in batches}
-    chunk = default_batch(g)
-    editor = StyleEditor.__new__(StyleEditor)  # just its chunked synthesize(), no CLIP needed
-    editor.generator = g
+    stage = SynthesisExport(g)
+    chunk = default_batch(g, "cpu")
+
+    @torch.no_grad()
+    def run(code, step):
+        return torch.cat([stage(*code[i:i + step].styles) for i in range(0, code.batch_size, step)])
     fns: dict[str, tuple[int, Callable]] = {}
     for b in batches:
-        fns[f"B={b} one call"] = (b, lambda c=codes[b]: torch.no_grad()(g.synthesize)(c))
+        fns[f"B={b} one call"] = (b, lambda c=codes[b], b=b: run(c, b))
     for b in batches:
         if b > chunk:
-            fns[f"B={b} default chunks of {chunk}"] = (b, lambda c=codes[b]: editor.synthesize(c))
+            fns[f"B={b} default chunks of {chunk}"] = (b, lambda c=codes[b]: run(c, chunk))
     return _per_image_rows(f"synthesis {generator_name} per image", fns, rounds, progress, backend="torch",
                            precision="fp32", note=f"default_batch on this CPU: {chunk}")
 
@@ -209,8 +213,9 @@ def flexit_batch_rows(preset: str, batches, rounds: int, progress) -> list[dict]
     fns: dict[str, tuple[int, Callable]] = {}
     for b in batches:
         images = flexit_loop.input_image(cfg, torch.device("cpu"), b)
-        for joint in ((True, False) if b > 1 else (True,)):
-            size = b if joint else (default_batch_size("cpu") or b)
+        chunked = (default_batch_size("cpu", cfg.image_size) or b) < b
+        for joint in ((True, False) if chunked else (True,)):
+            size = b if joint else (default_batch_size("cpu", cfg.image_size) or b)
             states = [ed.prepare(images[i:i + size], "a photo of a cat", "a photo of a dog")
                       for i in range(0, b, size)]
 
@@ -231,10 +236,17 @@ def edit_batch_rows(preset: str, batches, rounds: int, progress) -> list[dict]:
     fns: dict[str, tuple[int, Callable]] = {}
     for b in batches:
         code = ed.codes_from_seeds(list(range(b)))
-        fns[f"B={b} edit()"] = (b, lambda c=code: ed.edit(c, "smiling face", "face", alpha=alpha))
+        fns[f"B={b} edit()"] = (b, lambda c=code: _new_images_edit(ed, c, alpha))
     fns[f"B={batches[0]} edit()"][1]()  # text embeddings cached: the rows time the per-image work
-    return _per_image_rows(f"global {preset} edit per image (cached prompt)", fns, rounds, progress,
-                           backend="torch", precision="fp32")
+    return _per_image_rows(f"global {preset} edit per image (cached prompt, new images)", fns, rounds, progress,
+                           backend="torch", precision="fp32",
+                           note="every call edits codes not edited before (source and edit synthesised)")
+
+
+def _new_images_edit(ed, code, alpha: float):
+    """One edit of codes the editor has not seen: its source synthesis is not reused."""
+    ed._last_source = None
+    return ed.edit(code, "smiling face", "face", alpha=alpha)
 
 
 def batch_section(args, progress) -> tuple[list[dict], dict[str, Any]]:

@@ -181,3 +181,16 @@ def test_torch_backend_precision_is_autocast(fs3):
     a, b = ref.edit(code, "a smiling face", beta=0.05), low.edit(code, "a smiling face", beta=0.05)
     assert b.images.dtype == torch.float32
     assert 0 < float((a.images - b.images).abs().max()) < 0.15  # measured 4.8e-2 ([-1, 1] units)
+
+
+def test_synthesis_batch_defaults_follow_the_measurements():
+    """CPU: one image per call from 128 px up (batches were slower per image at 256 px), batches
+    for the overhead-bound small generators; CUDA: the memory-bound batches."""
+    from editrt.methods.stylespace import default_batch
+    from editrt.models.stylegan2 import StyleGAN2
+
+    with torch.device("meta"):
+        big = StyleGAN2("ffhq-256")
+    tiny = StyleGAN2.load("tiny", random_init=True)
+    assert default_batch(big, "cpu") == 1 and default_batch(tiny) == default_batch(tiny, "cpu") == 256
+    assert default_batch(big, "cuda") == 8 and default_batch(tiny, "cuda") == 256

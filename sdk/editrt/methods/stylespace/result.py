@@ -119,11 +119,19 @@ def check_images_finite(images: torch.Tensor, what: str) -> torch.Tensor:
     return images
 
 
-def default_batch(generator: "StyleGAN2") -> int:
-    """Images per synthesis call: large for small generators, 8 at 1024 px.
+CPU_ONE_IMAGE_FROM = 128  # px: on CPU, synthesis runs one image per call from this size up
 
-    Kept for CPU too: on the shared 2-core machine a 256 px synthesis ran 1.6x faster per image
-    at batch 8 than at batch 1 in benchmarks/cpu_paper.py batch (one interleaved round, heavy
-    load), against an earlier 0.75x; the measurements disagree, so the default did not change.
+
+def default_batch(generator: "StyleGAN2", device: "torch.device | str | None" = None) -> int:
+    """Images per synthesis call on ``device`` (default: the generator's).
+
+    CPU, 128 px and above: one. Per image, batches of 2-8 were 0.77-0.87x as fast as batch 1 at
+    256 px and within 10% of it at 1024 px, while memory grows with the batch (benchmarks/
+    cpu_paper.py batch, one thread), so B images cost B times one image. Small generators are
+    overhead-bound and batch as on a GPU (a 32 px batch of 8 was 4.5x faster per image). GPU:
+    large batches for small generators, 8 at 1024 px (memory bound).
     """
+    dev = torch.device(device) if device is not None else next(generator.parameters()).device
+    if dev.type == "cpu" and generator.size >= CPU_ONE_IMAGE_FROM:
+        return 1
     return max(8, min(512, (256 * 32 * 32) // generator.size ** 2))
