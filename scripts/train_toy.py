@@ -56,11 +56,17 @@ def main(argv=None) -> int:
     p.add_argument("--stylegan2-stop-at", type=int, default=1500,
                    help="end after this many steps of the --stylegan2-steps cosine schedule (the shipped "
                         "generator is the step-1500 point of the 3200-step schedule: the shared CPU's budget)")
-    p.add_argument("--relevance-images", type=int, default=10)
+    p.add_argument("--style-files", nargs="+", choices=["fs3", "corpus", "mapper"], default=["fs3", "corpus", "mapper"],
+                   help="with --only style-files: which of them to (re)make (default all three)")
+    p.add_argument("--relevance-images", type=int, default=100,
+                   help="images per channel of the relevance matrix (the reference's 100; 10 leaves rows noisy)")
     p.add_argument("--stats-samples", type=int, default=10_000)
     p.add_argument("--corpus-samples", type=int, default=1000)
     p.add_argument("--mapper-steps", type=int, default=2000)
     p.add_argument("--mapper-samples", type=int, default=10_000)
+    p.add_argument("--mapper-pairs", choices=["random", "local"], default="random",
+                   help="`editrt train deltaedit --pairs` (random, the shipped mapper: the reference's independent pairs)")
+    p.add_argument("--mapper-pair-sigma", type=float, default=0.5, help="`--pair-sigma` of local pairs")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
 
@@ -159,10 +165,14 @@ def _style_files(args, out: Path, record) -> None:
             "corpus": ["corpus", "build", "--samples", str(args.corpus_samples), "--seed", str(args.seed), *net,
                        "-o", str(out / M.CORPUS_FILE), *quiet],
             "mapper": ["train", "deltaedit", *net, "--steps", str(args.mapper_steps), "--samples",
-                       str(args.mapper_samples), "--seed", str(args.seed), "--report",
+                       str(args.mapper_samples), "--seed", str(args.seed),
+                       *(["--pairs", "local", "--pair-sigma", str(args.mapper_pair_sigma)]
+                         if args.mapper_pairs == "local" else []), "--report",
                        str(Path(tmp) / "mapper.json"), "-o", str(out / M.MAPPER_FILE), *quiet],
         }
         for name, argv in commands.items():
+            if name not in args.style_files:
+                continue
             t0 = time.perf_counter()
             rc = editrt_main(argv)
             if rc != 0:

@@ -1,5 +1,6 @@
 """Text-free Delta Mapper training: shapes per S layout, the loop, resume, the CLI, the shipped toy mapper."""
 
+import dataclasses
 import types
 
 import pytest
@@ -43,6 +44,21 @@ def test_pairs_follow_the_reference_dataset():
     assert torch.allclose(cond[:, 4:].norm(dim=1), torch.ones(2))
     total, mse, cos = DT.delta_loss(target, target)
     assert mse.item() == 0 and abs(cos.item()) < 1e-6
+
+
+def test_local_pairs_join_each_sample_to_its_neighbour(tmp_path, nets):
+    i, j = DT._pairs(10, 64, torch.Generator().manual_seed(0), "local")  # rows 5..9: neighbours of 0..4
+    assert torch.equal((i - j).abs(), torch.full((64,), 5)) and {0, 1} == set((i >= 5).long().tolist())
+    G, clip = nets
+    a, _ = DT.sample_codes(G, clip, 4, seed=3)
+    b, _ = DT.sample_codes(G, clip, 4, seed=3, neighbour_sigma=0.5)
+    far, _ = DT.sample_codes(G, clip, 4, seed=4)
+    assert 0 < (b - a).norm() < (far - a).norm()
+    cfg = dataclasses.replace(SMALL, pairs="local", pair_sigma=0.5)
+    rep = DT.train_delta_mapper(G, clip, tmp_path / "m.safetensors", cfg, progress=False)
+    assert rep["settings"]["pairs"] == "local" and rep["settings"]["pair_sigma"] == 0.5
+    with pytest.raises(InputError, match="pairs"):
+        DT.DeltaTrainConfig(pairs="nearest")
 
 
 def test_training_loop_writes_a_loadable_mapper(tmp_path, nets):
@@ -132,7 +148,9 @@ def test_fresh_seed_reproduces_the_shipped_validation_loss(tmp_path):
     _, meta = DT.load_trained_mapper(TM.toy_dir() / TM.MAPPER_FILE)
     s = meta["settings"]
     out = tmp_path / "m.safetensors"
+    pairs = ["--pairs", s["pairs"], "--pair-sigma", str(s["pair_sigma"])] if s.get("pairs") else []
     assert main(["train", "deltaedit", "--generator", "toy", "--clip", "tiny", "--seed", str(s["seed"] + 1),
-                 "--steps", str(s["steps"]), "--samples", str(s["samples"]), "--no-progress", "-o", str(out)]) == 0
+                 "--steps", str(s["steps"]), "--samples", str(s["samples"]), *pairs, "--no-progress",
+                 "-o", str(out)]) == 0
     _, fresh = DT.load_trained_mapper(out)
     assert abs(fresh["validation"]["loss"] - meta["validation"]["loss"]) <= 0.05 * meta["validation"]["loss"]

@@ -50,3 +50,17 @@ def test_cli_needs_toy(tmp_path):
     from editrt.cli import main
 
     assert main(["evaluate", "--imagenet-root", str(tmp_path), "--family", "stylespace", "-o", str(tmp_path / "o")]) == 2
+
+
+def test_a_beta_over_every_channel_keeps_the_source():
+    def edit(beta, alphas):
+        if beta > 0.5:
+            raise InputError(f"no channel has |relevance| >= beta={beta:g} (max 0.500); lower beta")
+        return torch.zeros(len(alphas), 3, 4, 4)
+
+    src = torch.ones(3, 4, 4)
+    grid = [{"alpha": 2.0, "beta": 0.1}, {"alpha": 2.0, "beta": 0.6}, {"alpha": 4.0, "beta": 0.6}]
+    out = SP._by_beta(grid, edit, src)
+    assert out.shape == (3, 3, 4, 4) and out[0].eq(0).all() and out[1:].eq(1).all()
+    with pytest.raises(InputError):
+        SP._by_beta(grid, edit)  # without a source the error stays

@@ -37,6 +37,11 @@ def add_subcommands(sub) -> None:
     t.add_argument("--psi", type=float, default=d.psi, help="truncation of the samples (default 1, the reference's)")
     t.add_argument("--seed", type=int, default=d.seed, help="seed of the training samples, init and pairs")
     t.add_argument("--val-seed", type=int, default=d.val_seed, help="seed of the validation samples and pairs")
+    t.add_argument("--pairs", choices=["random", "local"], default=d.pairs,
+                   help="training pairs: 'random' = two independent samples (the reference's); 'local' = a sample "
+                        "and a neighbour z + SIGMA * N(0, I) of its latent (small changes of one image, like edits)")
+    t.add_argument("--pair-sigma", type=float, default=d.pair_sigma, metavar="SIGMA",
+                   help=f"latent distance of 'local' pairs (default {d.pair_sigma})")
     t.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every,
                    help=f"steps between two resumable checkpoints (default {d.checkpoint_every})")
     t.add_argument("--no-resume", action="store_true", help="start over even if a partial checkpoint exists")
@@ -78,7 +83,7 @@ def cmd_train_deltaedit(args) -> int:
         torch.set_num_threads(args.threads)
     cfg = DeltaTrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, samples=args.samples,
                            val_samples=args.val_samples, psi=args.psi, seed=args.seed, val_seed=args.val_seed,
-                           checkpoint_every=args.checkpoint_every)
+                           checkpoint_every=args.checkpoint_every, pairs=args.pairs, pair_sigma=args.pair_sigma)
     G, clip = _load_networks(args)
     report = train_delta_mapper(G, clip, args.output, cfg, resume=not args.no_resume, progress=not args.no_progress)
     if args.report is not None:

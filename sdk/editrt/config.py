@@ -432,9 +432,16 @@ class DeltaTrainConfig:
     val_seed: int = 1_000_003  # independent of ``seed``: the same validation pairs for every run
     checkpoint_every: int = 500
     sample_batch: int = 64
+    # "random": each pair is two independent samples (reference datasets/train_dataset.py). "local": each
+    # sample is paired with a neighbour z + pair_sigma * N(0, I) of its own latent (either order), so a
+    # pair differs by a small change of one image, the kind of change an edit asks for
+    pairs: str = "random"
+    pair_sigma: float = 1.0
 
     def __post_init__(self) -> None:
         bad = [k for k, ok in (("steps", self.steps >= 1), ("batch", self.batch >= 2), ("lr", self.lr > 0),
+                               ("pairs", self.pairs in ("random", "local")),
+                               ("pair_sigma", math.isfinite(self.pair_sigma) and self.pair_sigma > 0),
                                ("samples", self.samples >= 2), ("val_samples", self.val_samples >= 2),
                                ("val_pairs", self.val_pairs >= 1), ("psi", 0.0 <= self.psi <= 1.0),
                                ("checkpoint_every", self.checkpoint_every >= 1),

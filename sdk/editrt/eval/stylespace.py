@@ -43,9 +43,14 @@ CONFIDENT = 0.9
 SUMMARY_FILE = "stylespace_summary.json"
 TABLE_FILE = "stylespace_table.md"
 GRID_FILE = "stylespace_examples.png"
-# Strength grids (the toy S-space's scale; the paper defaults alpha 4.1 / beta 0.15 / strength 1 are inside)
-GLOBAL_GRID = tuple({"alpha": a, "beta": b} for b in (0.05, 0.1, 0.15) for a in (2.0, 4.1, 8.0))
-FEU_GRID = tuple({"alpha": a, "beta": b} for b in (0.05, 0.1, 0.15) for a in (2.0, 4.1, 8.0))
+# Strength grids (the toy S-space's scale; the paper defaults alpha 4.1 / beta 0.15 / strength 1 are inside).
+# Beta is on the toy's own scale too: the toy CLIP embeds in 64 dimensions (ViT-B/32: 512) and the toy
+# generator's channels are entangled, so |fs3 . dt| of a channel unrelated to an edit is far larger than
+# with FFHQ + ViT-B/32 (median ~0.3 over the toy's 416 channels for "orange circle" -> "red circle";
+# beta 0.1 keeps 80% of them). The grid therefore reaches up to beta 0.5 (~25% of the channels kept).
+BETAS = (0.1, 0.15, 0.2, 0.3, 0.4, 0.5)
+GLOBAL_GRID = tuple({"alpha": a, "beta": b} for b in BETAS for a in (2.0, 4.1, 8.0, 12.0))
+FEU_GRID = tuple({"alpha": a, "beta": b} for b in BETAS for a in (2.0, 4.1, 8.0, 12.0))
 DELTAEDIT_GRID = tuple({"strength": s} for s in (1.0, 2.0, 4.0))
 CHANNEL_GRID = tuple({"alpha": a} for a in (5.0, 10.0, 20.0))
 
@@ -113,12 +118,24 @@ class Method:
     run_batch: Callable[[list[Source], list], list[torch.Tensor]] | None = None
 
 
-def _by_beta(settings: Sequence[dict], edit: Callable[[float, list[float]], torch.Tensor]) -> torch.Tensor:
-    """Group a grid by beta so each beta is one edit call over its alphas; outputs in grid order."""
+def _by_beta(settings: Sequence[dict], edit: Callable[[float, list[float]], torch.Tensor],
+             source: torch.Tensor | None = None) -> torch.Tensor:
+    """Group a grid by beta so each beta is one edit call over its alphas; outputs in grid order.
+
+    A beta above every channel's |relevance| edits nothing (the methods raise InputError there, as
+    the reference would divide by zero): with ``source`` [3, H, W] those grid points output the
+    source unchanged, as DeltaEdit's empty mask does.
+    """
     out: dict[int, torch.Tensor] = {}
     for beta in dict.fromkeys(s["beta"] for s in settings):
         idx = [i for i, s in enumerate(settings) if s["beta"] == beta]
-        imgs = edit(beta, [settings[i]["alpha"] for i in idx])
+        try:
+            imgs = edit(beta, [settings[i]["alpha"] for i in idx])
+        except InputError as err:
+            if source is None or "no channel has |relevance|" not in str(err):
+                raise
+            log.debug("beta %g: %s; the source is kept", beta, err)
+            imgs = source[None].expand(len(idx), *source.shape)
         out.update({i: imgs[j] for j, i in enumerate(idx)})
     return torch.stack([out[i] for i in range(len(settings))])
 
@@ -149,11 +166,13 @@ def direction_methods(toy, *, include: Sequence[str] = ("global", "feu", "deltae
         methods.append(Method("best single channel", CHANNEL_GRID, single_channel))
     if "global" in include:
         methods.append(Method("StyleCLIP global", GLOBAL_GRID, lambda src, q, st: _by_beta(
-            st, lambda b, alphas: to01(gd.edit(src.code, q.target, q.source, alpha=alphas, beta=b).images[0]))))
+            st, lambda b, alphas: to01(gd.edit(src.code, q.target, q.source, alpha=alphas, beta=b).images[0]),
+            src.image)))
     if "feu" in include:
         feu = FEU(config=FEUConfig(generator="toy", clip_model="tiny"), corpus=toy.corpus, **common)
         methods.append(Method("StyleCLIP-FEU", FEU_GRID, lambda src, q, st: _by_beta(
-            st, lambda b, alphas: to01(feu.edit(src.code, q.target, alpha=alphas, beta=b).images[0]))))
+            st, lambda b, alphas: to01(feu.edit(src.code, q.target, alpha=alphas, beta=b).images[0]),
+            src.image)))
     if "deltaedit" in include:
         de = DeltaEdit(config=DeltaEditConfig(generator="toy", clip_model="tiny", mapper="toy"), mapper=toy.mapper,
                        **common)

@@ -20,7 +20,7 @@ import torch
 SOURCE, TARGET = "orange circle", "red circle"
 DEMO_INDEX = 0  # the demo image: image 0 of the demo seed stream
 # Direction-method settings: the grid points `editrt evaluate --toy --family stylespace` selects on dev
-STYLE_SETTINGS = {"global": {"alpha": 8.0, "beta": 0.1}, "feu": {"alpha": 4.1, "beta": 0.15},
+STYLE_SETTINGS = {"global": {"alpha": 4.1, "beta": 0.4}, "feu": {"alpha": 4.1, "beta": 0.15},
                   "deltaedit": {"strength": 2.0}}
 
 

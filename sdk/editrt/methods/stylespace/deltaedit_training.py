@@ -20,6 +20,13 @@ psi 1, as its ``--truncation 1``) and pairs are drawn from them at random per st
 seed per step so a resumed run draws the same pairs; the validation loss is measured on pairs
 from a separate sample set (``val_seed``), identical for every training seed.
 
+Pairs (``DeltaTrainConfig.pairs``): "random" as the reference (two independent samples), or
+"local": each sample with a neighbour of its own latent (z + ``pair_sigma`` x N(0, I), either
+order). A text edit asks for a change of one image along one attribute; independent samples
+differ in everything at once (and mostly in what CLIP barely sees: position, size), so the mapper
+learns a large "towards another image" component. Local pairs keep the text-free recipe (pairs of
+generated images, the same loss and condition) with deltas of the size and kind of an edit.
+
 Files: the output ``.safetensors`` holds the mapper state dict plus JSON metadata (its
 :class:`DeltaMapperConfig`, generator, CLIP, losses); ``<output>.partial.safetensors`` holds the
 resume state (mapper + Adam moments + step); ``<output>.codes.safetensors`` caches the sampled
@@ -83,13 +90,20 @@ def mapper_config_for(generator: "StyleGAN2", clip_embed_dim: int) -> DeltaMappe
 
 @torch.no_grad()
 def sample_codes(generator: "StyleGAN2", clip: "ClipNet", n: int, *, seed: int, psi: float = 1.0,
-                 batch: int = 64, progress: bool = False, desc: str = "codes") -> tuple[torch.Tensor, torch.Tensor]:
+                 batch: int = 64, progress: bool = False, desc: str = "codes",
+                 neighbour_sigma: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``n`` generator samples -> (conv-view S codes [n, C_conv] float32, unit CLIP image embeddings
-    [n, D] float32), z = ``RandomState(seed).randn(n, style_dim)`` (upstream generate_codes.py)."""
+    [n, D] float32), z = ``RandomState(seed).randn(n, style_dim)`` (upstream generate_codes.py).
+
+    ``neighbour_sigma``: instead, the neighbours z + sigma * e of those samples, e from
+    ``RandomState(seed + 1)`` (the partners of ``pairs="local"``).
+    """
     from tqdm.auto import tqdm
 
     dev = generator_device(generator)
     z_all = np.random.RandomState(seed).randn(n, generator.style_dim)
+    if neighbour_sigma is not None:
+        z_all = z_all + neighbour_sigma * np.random.RandomState(seed + 1).randn(n, generator.style_dim)
     codes, embeds = [], []
     for start in tqdm(range(0, n, batch), desc=desc, unit="batch", disable=not progress, leave=False):
         z = torch.from_numpy(z_all[start:start + batch]).to(dev, torch.float32)
@@ -117,7 +131,14 @@ def delta_loss(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, 
     return mse + cos, mse, cos
 
 
-def _pairs(n: int, count: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def _pairs(n: int, count: int, gen: torch.Generator, mode: str = "random") -> tuple[torch.Tensor, torch.Tensor]:
+    """Index pairs. "random": i, j != i in [0, n). "local": the codes are n samples followed by their
+    n neighbours (2n rows); each pair is a sample and its neighbour, in a random order."""
+    if mode == "local":
+        i = torch.randint(n // 2, (count,), generator=gen)
+        flip = torch.randint(2, (count,), generator=gen).bool()
+        j = i + n // 2
+        return torch.where(flip, j, i), torch.where(flip, i, j)
     i = torch.randint(n, (count,), generator=gen)
     j = (i + torch.randint(1, n, (count,), generator=gen)) % n  # j != i
     return i, j
@@ -135,7 +156,8 @@ def validation_loss(mapper: DeltaMapper, val: tuple[torch.Tensor, torch.Tensor, 
 def _provenance(generator: "StyleGAN2", clip: "ClipNet", cfg: DeltaTrainConfig) -> dict[str, Any]:
     return {"generator": generator_name(generator), "generator_fingerprint": generator_fingerprint(generator),
             "clip_model": clip.name, "samples": cfg.samples, "val_samples": cfg.val_samples, "psi": cfg.psi,
-            "seed": cfg.seed, "val_seed": cfg.val_seed}
+            "seed": cfg.seed, "val_seed": cfg.val_seed,
+            **({"pairs": "local", "pair_sigma": cfg.pair_sigma} if cfg.pairs == "local" else {})}
 
 
 def _cached_codes(path: Path, generator, clip, cfg: DeltaTrainConfig, progress: bool):
@@ -146,10 +168,17 @@ def _cached_codes(path: Path, generator, clip, cfg: DeltaTrainConfig, progress: 
             log.info("reusing sampled codes from %s", path)
             return tensors["codes"], tensors["embeds"], tensors["val_codes"], tensors["val_embeds"]
         log.info("code cache %s is for other settings; resampling", path)
-    codes, embeds = sample_codes(generator, clip, cfg.samples, seed=cfg.seed, psi=cfg.psi, batch=cfg.sample_batch,
-                                 progress=progress, desc="train codes")
-    val_codes, val_embeds = sample_codes(generator, clip, cfg.val_samples, seed=cfg.val_seed, psi=cfg.psi,
-                                         batch=cfg.sample_batch, progress=progress, desc="val codes")
+    def sample(n: int, seed: int, desc: str):
+        codes, embeds = sample_codes(generator, clip, n, seed=seed, psi=cfg.psi, batch=cfg.sample_batch,
+                                     progress=progress, desc=desc)
+        if cfg.pairs == "local":  # rows n..2n-1: the neighbours of rows 0..n-1
+            nc, ne = sample_codes(generator, clip, n, seed=seed, psi=cfg.psi, batch=cfg.sample_batch,
+                                  progress=progress, desc=desc + " (neighbours)", neighbour_sigma=cfg.pair_sigma)
+            codes, embeds = torch.cat([codes, nc]), torch.cat([embeds, ne])
+        return codes, embeds
+
+    codes, embeds = sample(cfg.samples, cfg.seed, "train codes")
+    val_codes, val_embeds = sample(cfg.val_samples, cfg.val_seed, "val codes")
     save_tensors({"codes": codes, "embeds": embeds, "val_codes": val_codes, "val_embeds": val_embeds},
                  {"kind": "deltaedit_codes", "provenance": want}, path)
     return codes, embeds, val_codes, val_embeds
@@ -199,7 +228,7 @@ def train_delta_mapper(generator: "StyleGAN2", clip: "ClipNet", output: str | Pa
     codes, embeds, val_codes, val_embeds = _cached_codes(cache, generator, clip, cfg, progress)
     sample_s = time.perf_counter() - t0
     vgen = torch.Generator().manual_seed(cfg.val_seed)
-    val = pair_batch(val_codes, val_embeds, *_pairs(val_codes.shape[0], cfg.val_pairs, vgen))
+    val = pair_batch(val_codes, val_embeds, *_pairs(val_codes.shape[0], cfg.val_pairs, vgen, cfg.pairs))
 
     with W.seeded(cfg.seed):
         mapper = DeltaMapper(mcfg)
@@ -227,7 +256,7 @@ def train_delta_mapper(generator: "StyleGAN2", clip: "ClipNet", output: str | Pa
     ema = None
     for step in range(start, cfg.steps):
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)  # per step: resume draws the same pairs
-        s, cond, target = pair_batch(codes, embeds, *_pairs(codes.shape[0], cfg.batch, gen))
+        s, cond, target = pair_batch(codes, embeds, *_pairs(codes.shape[0], cfg.batch, gen, cfg.pairs))
         loss, mse, cos = delta_loss(mapper(s, cond), target)
         if not torch.isfinite(loss):
             raise WeightsError(f"Delta Mapper training diverged at step {step} (loss {loss.item()}); lower --lr")
