@@ -302,6 +302,13 @@ def trim_padding(tokens: torch.Tensor) -> torch.Tensor:
     return tokens[:, :max(last, 2)]
 
 
+def _causal_mask(n: int, full: torch.Tensor) -> torch.Tensor:
+    """CLIP's additive causal mask for n positions: -inf above the diagonal (OpenAI CLIP model.py
+    ``build_attention_mask``), the top-left n x n block of ``full``. Built, not sliced: a slice
+    of the 77 x 77 buffer is contiguous only at n = 77, and export tracing guards on that."""
+    return torch.full((n, n), float("-inf"), dtype=full.dtype, device=full.device).triu(1)
+
+
 class ClipNet(nn.Module):
     """One CLIP network: text and image towers, tokenizer and preprocessing constants.
 
@@ -341,29 +348,31 @@ class ClipNet(nn.Module):
     def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
         """[N, L] int token ids, L <= context_length -> unnormalised embeddings [N, embed_dim].
 
-        L = context_length is open_clip's ``encode_text`` (the exported graph). A shorter L
-        (:func:`trim_padding`) runs the same layers on the first L positions only: under
-        CLIP's causal mask a position attends to earlier ones alone, so the end-of-text token
-        read by the pooling never sees the padding after it and the embedding is the same.
+        open_clip's ``CLIP.encode_text`` (OpenAI CLIP model.py) on the first L positions: the
+        position embeddings and the causal mask are sliced to L, which at L = context_length is
+        the same ops on the same values (bit for bit the full-context encoding). A shorter L
+        (:func:`trim_padding`) gives the same embedding: under CLIP's causal mask a position
+        attends to earlier ones alone, so the end-of-text token read by the pooling never sees
+        the padding after it. No branch depends on L, so the exported graph keeps L symbolic.
         """
         tokens = tokens.to(self.mean.device)
         m = self.model
         n = tokens.shape[1]
-        if n == self.context_length:
-            return m.encode_text(tokens)
-        if n > self.context_length or getattr(m, "attn_mask", None) is None:
+        if n > self.context_length:
+            raise InputError(f"{n} tokens per prompt exceed CLIP's context length {self.context_length}")
+        if getattr(m, "attn_mask", None) is None:
             # no causal mask: every position sees the padding, so restore it
-            if n > self.context_length:
-                raise InputError(f"{n} tokens per prompt exceed CLIP's context length {self.context_length}")
             return m.encode_text(F.pad(tokens, (0, self.context_length - n)))
         from open_clip.transformer import text_global_pool
 
         cast_dtype = m.transformer.get_cast_dtype()
         x = m.token_embedding(tokens).to(cast_dtype) + m.positional_embedding[:n].to(cast_dtype)
-        x = m.ln_final(m.transformer(x, attn_mask=m.attn_mask[:n, :n]))
+        x = m.ln_final(m.transformer(x, attn_mask=_causal_mask(n, m.attn_mask)))
         x = text_global_pool(x, tokens, m.text_pool_type, eos_token_id=getattr(m, "text_eos_id", None))
         proj = m.text_projection
-        return proj(x) if isinstance(proj, nn.Linear) else x @ proj
+        if proj is not None:
+            x = proj(x) if isinstance(proj, nn.Linear) else x @ proj
+        return x
 
     @torch.no_grad()
     def embed_text(self, texts: Sequence[str]) -> torch.Tensor:
