@@ -492,7 +492,7 @@ class ClipImageTower(nn.Module):
 
 
 class ClipTextTower(nn.Module):
-    """Export wrapper: int32 token ids [B, ctx] -> unnormalised embedding [B, D].
+    """Export wrapper: int32 token ids [B, T], T <= ctx -> unnormalised embedding [B, D].
 
     int32 ids because ONNX Runtime lacks ArgMax on int64 (the EOT pooling).
     """
@@ -522,11 +522,11 @@ def specs_for(name: str):
     def build_text(weights=None, random_init=False, seed=0, _n=name, **kw):
         return ClipTextTower(load_clip(_n, weights=weights, random_init=random_init, seed=seed, **kw)).eval()
 
-    def sample_text(seed=0, B=2, _ctx=ctx, **_):
+    def sample_text(seed=0, B=2, T=ctx, **_):
         gen = torch.Generator().manual_seed(seed)
-        tokens = torch.zeros(B, _ctx, dtype=torch.int32)
+        tokens = torch.zeros(B, T, dtype=torch.int32)
         for i in range(B):  # SOT, random words, EOT (the highest id, found by argmax)
-            n = int(torch.randint(1, _ctx - 2, (1,), generator=gen))
+            n = int(torch.randint(0, T - 1, (1,), generator=gen))
             tokens[i, 0] = 49406
             tokens[i, 1:n + 1] = torch.randint(1, 49000, (n,), generator=gen, dtype=torch.int32)
             tokens[i, n + 1] = 49407
@@ -540,9 +540,11 @@ def specs_for(name: str):
         description=f"CLIP {name} image tower (normalised input at {size} px)", preprocess=cfg.preprocess)
     yield ModelSpec(
         name=f"clip/{name}/text", build=build_text,
-        inputs=(TensorSpec("tokens", ("B", ctx), torch.int32),),
+        inputs=(TensorSpec("tokens", ("B", "T"), torch.int32),),
         outputs=(TensorSpec("embedding", ("B", dim)),),
-        profile={"B": (1, 2, 160)}, sample=sample_text,
+        # T: tokens per row, up to the context length (trim_padding's rows: 2 = start and end
+        # token at least, ~12-19 for templated prompts); full rows by default, as tokenize gives
+        axes={"B": 2, "T": ctx}, profile={"B": (1, 2, 160), "T": (2, 16, ctx)}, sample=sample_text,
         fp32_ops=("LayerNormalization", "Softmax"),
         description=f"CLIP {name} text tower (int32 token ids)")
 
