@@ -560,5 +560,5 @@ def resolve_models(names: Sequence[str]) -> list[str]:
 
 
 __all__ = ["export_onnx", "to_precision", "compare_with_torch", "comparison_cases", "example_axes", "build_onnx",
-           "build_plan", "build_trt_plan", "check_dynamic_axes", "rename_io", "resolve_models", "artifact_key", "relative_error",
-           "import_tensorrt", "DEFAULT_OPSET", "BF16_OPSET"]
+           "build_plan", "build_trt_plan", "check_dynamic_axes", "rename_io", "resolve_models", "artifact_key",
+           "relative_error", "import_tensorrt", "DEFAULT_OPSET", "BF16_OPSET"]
