@@ -23,7 +23,9 @@ Sections:
   edits   text -> edited 1024 px image for global directions, FEU and DeltaEdit, batch 1 and 4,
           torch and onnxruntime, a new prompt (text cache cleared) and a cached one, by stage,
           against the reference loops of benchmarks/style_edits.py.
-  text    the 2 x 79 templated prompts of a new prompt pair: reference vs editrt, interleaved.
+  text    the 2 x 79 templated prompts of a new prompt pair: reference vs editrt, interleaved;
+          with --ort also onnxruntime: a fixed 77-token graph (rows padded) vs the dynamic
+          token-axis graph (padded, and trimmed as template_embeddings runs it).
   batch   per-image time at batch 1, 2, 4, 8: StyleGAN2 synthesis (256 and 1024 px) raw and
           chunked at the default batch, FlexIT steps (tiny preset, and paper batch 2), and
           direction edits.

@@ -138,7 +138,9 @@ def text_section(args, progress) -> tuple[list[dict], dict[str, Any]]:
     """2 x 79 templated prompts of a new (target, neutral) pair: the reference's
     ``zeroshot_classifier`` (one 77-token batch per class) against ``template_embeddings`` (cache
     cleared: one batch per class, trimmed to its longest prompt), interleaved; plus their
-    agreement."""
+    agreement. With ``--ort``, onnxruntime too: a graph with a fixed 77-token axis fed rows padded
+    back to 77 (before the text graphs took a dynamic token axis), the dynamic graph at 77 tokens,
+    and ``template_embeddings`` on the dynamic graph (trimmed rows)."""
     import cpu_paper
     from editrt.methods.stylespace import template_embeddings
     from editrt.models.clip import load_clip
@@ -148,20 +150,70 @@ def text_section(args, progress) -> tuple[list[dict], dict[str, Any]]:
     clip = load_clip(cfg.clip_model, random_init=True, seed=0, device=device).eval()
     pair = ["smiling face", "face"]
 
-    def editrt_new():
+    def editrt_new(engines=None):
         _clear_text_cache()
-        return template_embeddings(clip, pair)
+        return template_embeddings(clip, pair, engines=engines)
     fns = {"reference (one 77-token batch per class)": lambda: style_edits._classifier_per_class(clip, pair),
            "editrt torch (trimmed, one batch per class)": editrt_new}
+    if args.ort:
+        fns.update(_ort_text_variants(clip, pair, device, editrt_new, progress))
     timings = cpu_paper.interleaved(fns, args.rounds, warmup=1, progress=progress)
     first = next(iter(fns))
     group = f"text encoding {args.preset} ({clip.name}, 2 x 79 prompts, new pair)"
-    rows = [harness.row_from_timing(t, suite="edits", group=group, name=name, items=1, device=device,
-                                    backend="torch", precision="fp32", baseline=None if name == first else first)
-            for name, t in timings.items()]
+    rows, baselines = [], {}
+    for name, t in timings.items():  # onnxruntime rows: against the fixed-axis graph, in their own group
+        backend = "onnxruntime" if "onnxruntime" in name else "torch"
+        g = group if backend == "torch" else f"{group}, onnxruntime"
+        base = baselines.setdefault(g, name)
+        rows.append(harness.row_from_timing(t, suite="edits", group=g, name=name, items=1, device=device,
+                                            backend=backend, precision="fp32", baseline=None if name == base else base))
+    harness.assign_ratios(rows)
     with torch.no_grad():
-        diff = float((fns[first]() - editrt_new()).abs().max())
-    return rows, {"text_encoding": {"clip": clip.name, "max_abs_diff_vs_reference": diff}}
+        ref = fns[first]()
+        diffs = {name: float((fn() - ref).abs().max()) for name, fn in fns.items() if name != first}
+    found = {"clip": clip.name, "max_abs_diff_vs_reference": diffs.pop("editrt torch (trimmed, one batch per class)")}
+    if diffs:
+        found["onnxruntime_max_abs_diff_vs_reference"] = diffs
+    return rows, {"text_encoding": found}
+
+
+def _ort_text_variants(clip, pair: list[str], device: torch.device, editrt_new, progress) -> dict[str, Callable]:
+    """onnxruntime variants of the text section (exported into the store on first use)."""
+    import dataclasses
+
+    from editrt.engines.stages import EngineSet, open_engine
+    from editrt.models.clip import ClipTextTower
+    from editrt.models.registry import TensorSpec, get_spec
+
+    spec = get_spec(f"clip/{clip.name}/text")
+    tower = ClipTextTower(clip)
+    # the text spec as it was with a fixed token axis (own store slot)
+    fixed = dataclasses.replace(spec, name=f"{spec.name}-ctx{clip.context_length}",
+                                inputs=(TensorSpec("tokens", ("B", clip.context_length), torch.int32),),
+                                axes={"B": 2}, profile={"B": spec.profile["B"]})
+    progress(f"text: onnxruntime graphs of {spec.name}, fixed and dynamic token axis (export on first use)")
+    old = open_engine(fixed, "onnxruntime", module=tower, weights_id="random-init:seed=0", device=device)
+    engines = EngineSet("onnxruntime", device=device)
+    engines.register(clip, random_init=True, seed=0)
+    new = engines.engine(tower)
+    return {"onnxruntime fixed 77-token graph (rows padded to 77)": lambda: _ort_classifier(old, clip, pair),
+            "onnxruntime dynamic-T graph (rows padded to 77)": lambda: _ort_classifier(new, clip, pair),
+            "onnxruntime dynamic-T graph (trimmed, template_embeddings)": lambda: editrt_new(engines)}
+
+
+def _ort_classifier(engine, clip, classnames: list[str]) -> torch.Tensor:
+    """``template_embeddings``' per-class loop on one engine, rows padded back to the context
+    length as a fixed-axis graph needs them."""
+    from editrt.methods.stylespace import IMAGENET_TEMPLATES
+    from editrt.models.clip import trim_padding
+
+    rows = []
+    for c in classnames:
+        tokens = trim_padding(clip.tokenize([t.format(c) for t in IMAGENET_TEMPLATES]))
+        tokens = F.pad(tokens, (0, clip.context_length - tokens.shape[1]))
+        emb = F.normalize(engine({"tokens": tokens})["embedding"].float(), dim=-1).mean(0)
+        rows.append(F.normalize(emb, dim=-1).cpu())
+    return torch.stack(rows)
 
 
 # -- batch scaling --------------------------------------------------------------------------------
@@ -264,7 +316,8 @@ def batch_section(args, progress) -> tuple[list[dict], dict[str, Any]]:
 def add_arguments(ap) -> None:
     ap.add_argument("--edit-runs", nargs="+", default=["global:1", "global:4", "deltaedit:1", "feu:1"],
                     help="edits: METHOD:BATCH runs")
-    ap.add_argument("--ort", action="store_true", help="edits: also onnxruntime engines (exports on first use)")
+    ap.add_argument("--ort", action="store_true",
+                    help="edits, text: also onnxruntime engines (exports on first use)")
     ap.add_argument("--synthesis-generators", nargs="+", default=["tiny", "ffhq-256"])
     ap.add_argument("--batches-synthesis", nargs="+", type=int, default=[1, 2, 4, 8])
     ap.add_argument("--batches-edits", nargs="+", type=int, default=[1, 2, 4])

@@ -8,7 +8,7 @@ import onnx
 import pytest
 import torch
 
-from editrt.engines.build import build_onnx, graph_io_shapes, relative_error, resolve_models
+from editrt.engines.build import build_onnx, comparison_cases, graph_io_shapes, relative_error, resolve_models
 from editrt.engines.onnxruntime_backend import OrtEngine
 from editrt.engines.stages import open_engine
 from editrt.engines.store import ArtifactStore
@@ -99,6 +99,36 @@ def test_bf16_graph_is_valid_onnx(store, modules):
         assert "onnxruntime CPU cannot run this bf16 graph" in drift["skipped"] and "NOT_IMPLEMENTED" in drift["skipped"]
     else:  # a runtime with bf16 kernels: a measured drift of bf16 size (8-bit mantissa)
         assert 0 < drift["max"] < 3e-2
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_clip_text_graph_takes_any_token_count(precision, store, modules):
+    """The token axis is symbolic inside the graph too: position embeddings and causal mask
+    follow T (trimmed rows, trim_padding), where a traced constant would break at other sizes."""
+    from editrt.models.clip import trim_padding
+
+    name = "clip/tiny/text"
+    spec, module = get_spec(name), _module(modules, name)
+    art = build_onnx(spec, store=store, precision=precision, random_init=True, seed=0, module=module,
+                     weights_id="random-init:seed=0")
+    assert graph_io_shapes(onnx.load(str(art.path)))["tokens"] == ["B", "T"]
+    assert {"T_2", "T_16"} <= set(comparison_cases(spec))  # the build's own check covers short rows too
+    engine = OrtEngine(spec, art.path, precision=precision)
+
+    def error(got, ref):  # fp32: round-off in absolute terms; fp16: the fp16 drift bound
+        return float((got - ref).abs().max()) if precision == "fp32" else relative_error(got, ref)
+    tol = 1e-5 if precision == "fp32" else 2e-2
+    net = module.net
+    full = net.tokenize(["a photo of a dog", "a bright photo of the cat", "itap of a very small and weird face"])
+    rows = [trim_padding(full)] + [spec.sample_inputs(seed=t, B=3, T=t)["tokens"] for t in (2, 8, 15, 77)]
+    assert rows[0].shape[1] < 16
+    for tokens in rows:
+        got = engine({"tokens": tokens})["embedding"]
+        with torch.no_grad():
+            ref = net.encode_text(tokens.long())
+        assert error(got, ref) < tol, (precision, tuple(tokens.shape), error(got, ref))
+    with torch.no_grad():  # trimmed rows through the graph = full rows through torch
+        assert error(engine({"tokens": rows[0]})["embedding"], net.encode_text(full)) < tol
 
 
 def test_torch_engine_and_input_checks(modules):

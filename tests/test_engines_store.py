@@ -148,3 +148,26 @@ def test_no_partial_files_left(built):
     store, _ = built
     leftovers = [p for p in store.root.rglob("*") if p.name.startswith((".staging-", ".manifest.")) or ".new-" in p.name]
     assert leftovers == []
+
+
+def test_fixed_token_axis_clip_text_artifact_is_stale(tmp_path):
+    """A CLIP text graph exported when the token axis was fixed to 77 is not reused: the spec
+    signature (I/O shapes, profile) differs, so it is reported stale, then rebuilt dynamic in T."""
+    import dataclasses
+
+    import onnx
+
+    from editrt.engines.build import graph_io_shapes
+    from editrt.models.registry import TensorSpec
+
+    spec = get_spec("clip/tiny/text")
+    old = dataclasses.replace(spec, inputs=(TensorSpec("tokens", ("B", 77), torch.int32),),
+                              axes={"B": 2}, profile={"B": (1, 2, 160)})
+    store, wid = ArtifactStore(tmp_path), "random-init:seed=0"
+    module = spec.build(random_init=True, seed=0)
+    build_onnx(old, store=store, module=module, weights_id=wid, verify=False)
+    with pytest.raises(EngineError, match="signature: artifact has"):
+        build_onnx(spec, store=store, module=module, weights_id=wid, rebuild=False)
+    art = build_onnx(spec, store=store, module=module, weights_id=wid, verify=False)
+    assert graph_io_shapes(onnx.load(str(art.path)))["tokens"] == ["B", "T"]
+    assert build_onnx(spec, store=store, module=module, weights_id=wid, rebuild=False).path == art.path

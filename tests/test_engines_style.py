@@ -65,6 +65,21 @@ def test_global_direction_onnxruntime_matches_torch(fs3, engines_dir):
     assert (ref.images - got.images).abs().max() < FP32_IMAGE_TOL
 
 
+def test_template_embeddings_onnxruntime_match_torch_on_trimmed_rows(engines_dir):
+    from editrt.methods.stylespace.text import template_embeddings
+
+    clip = load_clip("tiny", random_init=True, seed=0)
+    engines = EngineSet("onnxruntime")
+    engines.register(clip, random_init=True, seed=0)
+    widths = []
+    run = engines.run
+    engines.run = lambda tower, tokens: widths.append(tokens.shape[1]) or run(tower, tokens)
+    names = ["smiling face", "face with a very long beard and round glasses"]
+    got = template_embeddings(clip, names, engines=engines)
+    assert len(widths) == 2 and max(widths) < clip.context_length  # trimmed rows reach the graph
+    torch.testing.assert_close(got, template_embeddings(clip, names), rtol=0, atol=1e-5)
+
+
 # -- one synthesis per image ----------------------------------------------------------------
 
 def _synth(editor) -> int:

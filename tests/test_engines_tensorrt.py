@@ -36,6 +36,19 @@ def test_plan_matches_torch(name, cuda_graph, tmp_path):
             assert relative_error(got[n], ref[n]) < 1e-3
 
 
+def test_text_plan_takes_trimmed_token_rows(tmp_path):
+    """One plan for every token count in the profile (trimmed template rows and full rows)."""
+    spec = get_spec("clip/tiny/text")
+    module = spec.build(random_init=True, seed=0).cuda()
+    engine = open_engine(spec, "tensorrt", store=ArtifactStore(tmp_path), module=module,
+                         weights_id="random-init:seed=0", device="cuda")
+    for t in (2, 9, 16, 77):
+        feeds = {k: v.cuda() for k, v in spec.sample_inputs(seed=t, B=3, T=t).items()}
+        with torch.no_grad():
+            ref = module(feeds["tokens"])
+        assert relative_error(engine(feeds)["embedding"], ref) < 1e-3, t
+
+
 def test_shared_arena_across_engines(tmp_path):
     engines = EngineSet("tensorrt", store=ArtifactStore(tmp_path), device="cuda")
     names = ["stylegan2/tiny/mapping", "stylegan2/tiny/styles"]

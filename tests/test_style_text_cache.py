@@ -36,6 +36,16 @@ def test_trimmed_tokens_give_the_full_context_embeddings():
     assert not torch.allclose(short[0], short[1])  # distinct prompts stay distinct
 
 
+def test_full_rows_are_open_clips_encode_text_bit_for_bit():
+    """The one sliced path at 77 tokens is open_clip's own encoding (FlexIT's exact reference)."""
+    clip = load_clip("tiny", random_init=True, seed=0).eval()
+    tokens = clip.tokenize(["a photo of a dog", "a bright photo of the cat"])
+    with torch.no_grad():
+        assert torch.equal(clip.encode_text(tokens), clip.model.encode_text(tokens))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert torch.equal(clip.encode_text(tokens), clip.model.encode_text(tokens))
+
+
 def test_template_embeddings_match_the_untrimmed_reference():
     """``zeroshot_classifier`` on full 77-token batches (the reference) = the trimmed per-class path."""
     clip = load_clip("tiny", random_init=True, seed=3).eval()

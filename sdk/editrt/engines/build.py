@@ -2,13 +2,15 @@
 
 ONNX export uses torch's dynamo exporter (the default since torch 2.9) with ``dynamic_shapes``
 from the spec. The example batch is 2: with a batch-1 example the exporter silently fixed the
-batch axis of CLIP (seen with torch 2.14's dynamo exporter), so every export is checked afterwards: each dynamic axis of
+batch axis of CLIP (seen with torch 2.14's dynamo exporter); other dynamic axes (CLIP's token
+axis) take their profile's opt size. Every export is checked afterwards: each dynamic axis of
 the spec must be symbolic in the graph, or the export fails. The dynamo exporter may name its
 values after module paths, so graph inputs and outputs are renamed to the spec's names after
 export (an internal value that already carries such a name is renamed out of the way).
 Then ``onnx.checker`` (full check, path-based so >2 GB graphs work), the optional precision
 conversion (:mod:`.precision`), and a numerical comparison against the torch module in
-onnxruntime CPU at batch 1 and 3 whose drift is recorded in the manifest.
+onnxruntime CPU at batch 1 and 3 (and at the min and opt sizes of the other dynamic axes) whose
+drift is recorded in the manifest.
 
 TensorRT plans are built with the TensorRT builder API from the stored ONNX: one explicit
 optimisation profile from the spec, a timing cache kept in the store, and a strongly typed
@@ -137,6 +139,16 @@ def _dynamic_shapes(spec: ModelSpec, module: torch.nn.Module):
     return per_input
 
 
+def example_axes(spec: ModelSpec, batch: int = EXAMPLE_BATCH) -> dict[str, int]:
+    """Sizes of the example inputs traced by the export: the batch at ``batch``, every other
+    profiled axis at its ``opt``, away from both ends of its range. An example equal to a size
+    baked into the network (CLIP's 77 positions) would let tracing tie the axis to it."""
+    axes = dict(spec.axes)
+    for axis, (lo, opt, hi) in spec.profile.items():
+        axes[axis] = min(max(batch, lo), hi) if axis == "B" else int(opt)
+    return axes
+
+
 # -- export -----------------------------------------------------------------------------------
 
 # torch.export traces under process-wide fake-tensor and dispatcher modes: two exports at once in
@@ -193,9 +205,7 @@ def export_onnx(module: torch.nn.Module, spec: ModelSpec, path: str | os.PathLik
     """
     path = Path(path)
     module = private_copy(module) if copy_module else module
-    axes = dict(spec.axes)
-    for axis, (lo, _, hi) in spec.profile.items():
-        axes[axis] = min(max(example_batch, lo), hi) if axis == "B" else axes.get(axis, lo)
+    axes = example_axes(spec, example_batch)
     device = next((p.device for p in module.parameters()), torch.device("cpu"))
     feeds = {k: v.to(device) for k, v in spec.sample_inputs(seed=0, **axes).items()}
     args = tuple(feeds[t.name] for t in spec.inputs)
@@ -260,12 +270,28 @@ def relative_error(a: torch.Tensor, ref: torch.Tensor) -> float:
     return float((a - ref).abs().max() / ref.abs().max().clamp_min(1e-12))
 
 
+def comparison_cases(spec: ModelSpec, batches: Sequence[int] = (1, 3)) -> dict[str, dict[str, int]]:
+    """label -> axis sizes the graph is checked at: each batch (other axes at their defaults), then
+    the last batch at the ``min`` and ``opt`` of every other dynamic axis, so that a size the
+    export baked into the graph (a sliced position table, a mask) fails the check."""
+    lo, _, hi = spec.profile.get("B", (1, 2, 64))
+    sizes = [min(max(b, lo), hi) for b in batches]
+    cases = {f"batch_{b}": {"B": b} for b in sizes}
+    dynamic = {a for t in spec.inputs for a in t.dynamic_axes.values()} - {"B"}
+    for axis in sorted(dynamic & set(spec.profile)):
+        a_lo, a_opt, _ = spec.profile[axis]
+        for n in sorted({int(a_lo), int(a_opt)} - {spec.axes.get(axis)}):
+            cases[f"{axis}_{n}"] = {"B": sizes[-1], axis: n}
+    return cases
+
+
 def compare_with_torch(path: str | os.PathLike, module: torch.nn.Module, spec: ModelSpec, *,
                        precision: str = "fp32", batches: Sequence[int] = (1, 3), seed: int = 1) -> dict[str, Any]:
-    """Run the graph in onnxruntime CPU and the fp32 torch module at each batch size.
+    """Run the graph in onnxruntime CPU and the fp32 torch module at each of
+    :func:`comparison_cases` (each batch size, and the other dynamic axes' min and opt sizes).
 
-    Returns ``{"batch_<n>": {output: relative error}, "max": worst}``; for graphs ORT CPU cannot
-    run (bf16 convolutions) ``{"skipped": reason}``.
+    Returns ``{"batch_<n>": {output: relative error}, "<axis>_<n>": {...}, "max": worst}``; for
+    graphs ORT CPU cannot run (bf16 convolutions) ``{"skipped": reason}``.
     """
     from .onnxruntime_backend import OrtEngine
     from .torch_backend import as_output_dict
@@ -279,10 +305,8 @@ def compare_with_torch(path: str | os.PathLike, module: torch.nn.Module, spec: M
     device = next((p.device for p in module.parameters()), torch.device("cpu"))
     report: dict[str, Any] = {}
     worst = 0.0
-    lo, _, hi = spec.profile.get("B", (1, 2, 64))
-    for b in batches:
-        b = min(max(b, lo), hi)
-        feeds = spec.sample_inputs(seed=seed, B=b)
+    for label, axes in comparison_cases(spec, batches).items():
+        feeds = spec.sample_inputs(seed=seed, **axes)
         try:
             got = engine(feeds)
         except EngineError as exc:
@@ -295,8 +319,8 @@ def compare_with_torch(path: str | os.PathLike, module: torch.nn.Module, spec: M
         for n, x in got.items():
             if tuple(x.shape) != tuple(ref[n].shape):
                 raise EngineError(f"{spec.name}: output {n} has shape {tuple(x.shape)} in onnxruntime, "
-                                  f"{tuple(ref[n].shape)} in torch (batch {b})")
-        report[f"batch_{b}"] = errs
+                                  f"{tuple(ref[n].shape)} in torch ({label})")
+        report[label] = errs
         worst = max(worst, *errs.values())
     report["max"] = worst
     return report
@@ -535,6 +559,6 @@ def resolve_models(names: Sequence[str]) -> list[str]:
     return out
 
 
-__all__ = ["export_onnx", "to_precision", "compare_with_torch", "build_onnx", "build_plan", "build_trt_plan",
-           "check_dynamic_axes", "rename_io", "resolve_models", "artifact_key", "relative_error",
-           "import_tensorrt", "DEFAULT_OPSET", "BF16_OPSET"]
+__all__ = ["export_onnx", "to_precision", "compare_with_torch", "comparison_cases", "example_axes", "build_onnx",
+           "build_plan", "build_trt_plan", "check_dynamic_axes", "rename_io", "resolve_models", "artifact_key",
+           "relative_error", "import_tensorrt", "DEFAULT_OPSET", "BF16_OPSET"]

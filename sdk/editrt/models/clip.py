@@ -289,6 +289,13 @@ def trim_padding(tokens: torch.Tensor) -> torch.Tensor:
     return tokens[:, :max(last, 2)]
 
 
+def _causal_mask(n: int, full: torch.Tensor) -> torch.Tensor:
+    """CLIP's additive causal mask for n positions: -inf above the diagonal (OpenAI CLIP model.py
+    ``build_attention_mask``), the top-left n x n block of ``full``. Built, not sliced: a slice
+    of the 77 x 77 buffer is contiguous only at n = 77, and export tracing guards on that."""
+    return torch.full((n, n), float("-inf"), dtype=full.dtype, device=full.device).triu(1)
+
+
 class ClipNet(nn.Module):
     """One CLIP network: text and image towers, tokenizer and preprocessing constants.
 
@@ -328,29 +335,31 @@ class ClipNet(nn.Module):
     def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
         """[N, L] int token ids, L <= context_length -> unnormalised embeddings [N, embed_dim].
 
-        L = context_length is open_clip's ``encode_text`` (the exported graph). A shorter L
-        (:func:`trim_padding`) runs the same layers on the first L positions only: under
-        CLIP's causal mask a position attends to earlier ones alone, so the end-of-text token
-        read by the pooling never sees the padding after it and the embedding is the same.
+        open_clip's ``CLIP.encode_text`` (OpenAI CLIP model.py) on the first L positions: the
+        position embeddings and the causal mask are sliced to L, which at L = context_length is
+        the same ops on the same values (bit for bit the full-context encoding). A shorter L
+        (:func:`trim_padding`) gives the same embedding: under CLIP's causal mask a position
+        attends to earlier ones alone, so the end-of-text token read by the pooling never sees
+        the padding after it. No branch depends on L, so the exported graph keeps L symbolic.
         """
         tokens = tokens.to(self.mean.device)
         m = self.model
         n = tokens.shape[1]
-        if n == self.context_length:
-            return m.encode_text(tokens)
-        if n > self.context_length or getattr(m, "attn_mask", None) is None:
+        if n > self.context_length:
+            raise InputError(f"{n} tokens per prompt exceed CLIP's context length {self.context_length}")
+        if getattr(m, "attn_mask", None) is None:
             # no causal mask: every position sees the padding, so restore it
-            if n > self.context_length:
-                raise InputError(f"{n} tokens per prompt exceed CLIP's context length {self.context_length}")
             return m.encode_text(F.pad(tokens, (0, self.context_length - n)))
         from open_clip.transformer import text_global_pool
 
         cast_dtype = m.transformer.get_cast_dtype()
         x = m.token_embedding(tokens).to(cast_dtype) + m.positional_embedding[:n].to(cast_dtype)
-        x = m.ln_final(m.transformer(x, attn_mask=m.attn_mask[:n, :n]))
+        x = m.ln_final(m.transformer(x, attn_mask=_causal_mask(n, m.attn_mask)))
         x = text_global_pool(x, tokens, m.text_pool_type, eos_token_id=getattr(m, "text_eos_id", None))
         proj = m.text_projection
-        return proj(x) if isinstance(proj, nn.Linear) else x @ proj
+        if proj is not None:
+            x = proj(x) if isinstance(proj, nn.Linear) else x @ proj
+        return x
 
     @torch.no_grad()
     def embed_text(self, texts: Sequence[str]) -> torch.Tensor:
@@ -470,7 +479,7 @@ class ClipImageTower(nn.Module):
 
 
 class ClipTextTower(nn.Module):
-    """Export wrapper: int32 token ids [B, ctx] -> unnormalised embedding [B, D].
+    """Export wrapper: int32 token ids [B, T], T <= ctx -> unnormalised embedding [B, D].
 
     int32 ids because ONNX Runtime lacks ArgMax on int64 (the EOT pooling).
     """
@@ -500,11 +509,11 @@ def specs_for(name: str):
     def build_text(weights=None, random_init=False, seed=0, _n=name, **kw):
         return ClipTextTower(load_clip(_n, weights=weights, random_init=random_init, seed=seed, **kw)).eval()
 
-    def sample_text(seed=0, B=2, _ctx=ctx, **_):
+    def sample_text(seed=0, B=2, T=ctx, **_):
         gen = torch.Generator().manual_seed(seed)
-        tokens = torch.zeros(B, _ctx, dtype=torch.int32)
+        tokens = torch.zeros(B, T, dtype=torch.int32)
         for i in range(B):  # SOT, random words, EOT (the highest id, found by argmax)
-            n = int(torch.randint(1, _ctx - 2, (1,), generator=gen))
+            n = int(torch.randint(0, T - 1, (1,), generator=gen))
             tokens[i, 0] = 49406
             tokens[i, 1:n + 1] = torch.randint(1, 49000, (n,), generator=gen, dtype=torch.int32)
             tokens[i, n + 1] = 49407
@@ -518,9 +527,11 @@ def specs_for(name: str):
         description=f"CLIP {name} image tower (normalised input at {size} px)", preprocess=cfg.preprocess)
     yield ModelSpec(
         name=f"clip/{name}/text", build=build_text,
-        inputs=(TensorSpec("tokens", ("B", ctx), torch.int32),),
+        inputs=(TensorSpec("tokens", ("B", "T"), torch.int32),),
         outputs=(TensorSpec("embedding", ("B", dim)),),
-        profile={"B": (1, 2, 160)}, sample=sample_text,
+        # T: tokens per row, up to the context length (trim_padding's rows: 2 = start and end
+        # token at least, ~12-19 for templated prompts); full rows by default, as tokenize gives
+        axes={"B": 2, "T": ctx}, profile={"B": (1, 2, 160), "T": (2, 16, ctx)}, sample=sample_text,
         fp32_ops=("LayerNormalization", "Softmax"),
         description=f"CLIP {name} text tower (int32 token ids)")
 

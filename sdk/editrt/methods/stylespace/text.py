@@ -72,7 +72,8 @@ def template_embeddings(clip: "ClipNet", classnames: Sequence[str],
     ~15 of 77 tokens, same embeddings), and results are kept in a small LRU cache per CLIP
     model (frozen weights): a repeated neutral or target text costs nothing.
     ``engines``: the seam the CLIP text stage runs in (default: the torch module itself); the
-    cache is kept per backend and precision too.
+    trimmed rows go to every backend (the exported text graphs take any token count up to the
+    context length), and the cache is kept per backend and precision too.
     """
     if isinstance(classnames, str):
         classnames = [classnames]
@@ -89,11 +90,8 @@ def template_embeddings(clip: "ClipNet", classnames: Sequence[str],
             from ...models.clip import ClipTextTower
 
             tower = ClipTextTower(clip)
-            full_context = engines.backend != "torch"  # exported text graphs take the full context length
 
             def encode(tokens: torch.Tensor) -> torch.Tensor:
-                if full_context:
-                    tokens = F.pad(tokens, (0, clip.context_length - tokens.shape[1]))
                 return engines.run(tower, tokens.to(engines.device))
 
         for c in missing:  # one batch per class: its templates have similar lengths
