@@ -85,8 +85,9 @@ def template_embeddings(clip: "ClipNet", classnames: Sequence[str],
     key_of = {c: (c, tuple(templates), where) for c in classnames}
     missing = list(dict.fromkeys(c for c in classnames if key_of[c] not in cache))
     if missing:
-        encode = clip.encode_text
-        if engines is not None:
+        if engines is None:
+            encode = clip.encode_text
+        else:
             from ...models.clip import ClipTextTower
 
             tower = ClipTextTower(clip)
