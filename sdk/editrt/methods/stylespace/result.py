@@ -125,11 +125,11 @@ CPU_ONE_IMAGE_FROM = 128  # px: on CPU, synthesis runs one image per call from t
 def default_batch(generator: "StyleGAN2", device: "torch.device | str | None" = None) -> int:
     """Images per synthesis call on ``device`` (default: the generator's).
 
-    CPU, 128 px and above: one. Per image, batches of 2-8 were 0.77-0.87x as fast as batch 1 at
-    256 px and within 10% of it at 1024 px, while memory grows with the batch (benchmarks/
-    cpu_paper.py batch, one thread), so B images cost B times one image. Small generators are
-    overhead-bound and batch as on a GPU (a 32 px batch of 8 was 4.5x faster per image). GPU:
-    large batches for small generators, 8 at 1024 px (memory bound).
+    CPU, 128 px and above: one. Per image, one call of 2-8 images was 0.72-0.78x as fast as
+    batch 1 at 256 px and 0.89-0.95x at 1024 px, with 6.4 GB instead of 1.9 GB at 1024 px and
+    batch 8 (benchmarks/cpu_paper.py batch, one thread), so B images cost B times one image.
+    Small generators are overhead-bound and batch as on a GPU (a 32 px batch of 8 was 3-4.5x
+    faster per image). GPU: large batches for small generators, 8 at 1024 px (memory bound).
     """
     dev = torch.device(device) if device is not None else next(generator.parameters()).device
     if dev.type == "cpu" and generator.size >= CPU_ONE_IMAGE_FROM:
