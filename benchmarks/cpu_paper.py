@@ -377,7 +377,8 @@ def write_doc(rows: list[dict], findings: dict[str, Any], path: Path, section: s
     return harness.write_json(doc, path)
 
 
-def merge(paths: list[Path], out: Path) -> Path:
+def merge(paths: list[Path], out: Path, note: str | None = None) -> Path:
+    """One document from section files; ``note`` replaces the environment note (how the parts ran)."""
     docs = [harness.load_json(p) for p in paths]
     rows = [r for d in docs for r in d["results"]]
     suites = [s for d in docs for s in d["settings"].get("suites", [])]
@@ -393,6 +394,8 @@ def merge(paths: list[Path], out: Path) -> Path:
         for k, v in (d.get("findings") or {}).items():
             findings[k] = [f for f in v if _informative(f)] if k == "drift" else v
     doc["findings"] = findings
+    if note:
+        doc["environment"]["note"] = note
     return harness.write_json(doc, out)
 
 
@@ -417,6 +420,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--one-view", action="store_true", help="also time the 1-view-per-net configuration")
     ap.add_argument("--networks", type=int, default=0, help="rounds of the per-network forward/backward split")
     ap.add_argument("--engines-dir", type=Path, default=None, help="ONNX artifact store kept between runs")
+    ap.add_argument("--note", default=None, help="merge: how the parts were run (replaces the environment note)")
     ap.add_argument("--compile-timeout", type=int, default=1800, help="compile: seconds allowed per process")
     ap.add_argument("--compile-cache", default="cold", help=argparse.SUPPRESS)  # compile-child: the cache state
     import cpu_paper_edits
@@ -429,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.section == "merge":
-        print(merge(args.inputs, args.out))
+        print(merge(args.inputs, args.out, note=args.note))
         return 0
     torch.set_num_threads(args.threads)
     if args.engines_dir:

@@ -52,6 +52,18 @@ def _section_flexit(doc: dict[str, Any]) -> list[str]:
     return out
 
 
+def _section_flexit_networks(doc: dict[str, Any]) -> list[str]:
+    rows = [r for r in _ok(doc, "flexit") if r.get("stage") in ("forward", "backward")]
+    if not rows:
+        return []
+    out = ["", "FlexIT per network at one paper step, input gradient only (ratio: speed-up over fp32):", "",
+           "| network pass | precision | p50 | ratio |", "|---|---|---|---|"]
+    for r in rows:
+        out.append(f"| {r['group'].split('network ', 1)[-1]} | {r['name']} | {_ms(harness.primary_p50(r))} | "
+                   f"{_x(r.get('ratio'))} |")
+    return out
+
+
 def _section_edits(doc: dict[str, Any]) -> list[str]:
     rows = _ok(doc, "edits")
     totals = [r for r in rows if not r.get("stage")]
@@ -116,6 +128,10 @@ def _section_findings(doc: dict[str, Any]) -> list[str]:
         for d in drift:
             out.append(f"| {d['flexit']} | {d['name']} | {d['steps']} | {d['final_image_mean_abs']:.2e} | "
                        f"{d['final_image_max_abs']:.2e} | {d['final_image_psnr_db']:.1f} dB | {d['loss_abs_diff']:.2e} |")
+    for c in findings.get("compile") or []:
+        first = f"{c['first_step_s']:.0f} s" if c.get("first_step_s") is not None else c.get("note", "not measured")
+        out += ["", f"torch.compile (inductor) on CPU, {c['preset']} preset, {c['cache']} compiled-artifact cache: "
+                    f"first step (compile included) {first}."]
     text = findings.get("text_encoding")
     if text:
         out += ["", f"Template embeddings of the trimmed encoding vs the reference ({text['clip']}): max abs "
@@ -161,7 +177,7 @@ def render(results_dir: Path) -> str:
                       f"{env.get('created')}."]
         if env.get("note"):
             lines.append(f"Note: {env['note']}")
-        for section in (_section_flexit, _section_findings, _section_edits, _section_networks, _section_ops,
+        for section in (_section_flexit, _section_flexit_networks, _section_findings, _section_edits, _section_networks, _section_ops,
                         _section_serve, _section_batch):
             lines += section(doc)
         flagged = sum(1 for r in doc["results"] if r.get("high_variance"))

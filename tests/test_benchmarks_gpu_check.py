@@ -103,7 +103,19 @@ def test_merge_keeps_rows_and_findings(tmp_path):
     a["findings"] = {"drift": [{"name": "bf16 vs fp32", "steps": 3}, {"name": "shared start only", "steps": 1}]}
     b = _doc([_row("edits", "h", "reference", 5.0)])
     pa, pb = harness.write_json(a, tmp_path / "a.json"), harness.write_json(b, tmp_path / "b.json")
-    out = harness.load_json(cpu_paper.merge([pa, pb], tmp_path / "m.json"))
+    out = harness.load_json(cpu_paper.merge([pa, pb], tmp_path / "m.json", note="one pinned thread"))
     assert [r["suite"] for r in out["results"]] == ["flexit", "edits"]
+    assert out["environment"]["note"] == "one pinned thread"
     assert [f["name"] for f in out["findings"]["drift"]] == ["bf16 vs fp32"]  # a 1-step drift says nothing
     assert not harness.validate_document(out)
+
+
+def test_compile_section_reports_a_compile_that_does_not_finish(tmp_path):
+    """The compile child runs in its own process under a time limit: past it, a skipped row and
+    a finding say so (the real compile of even the tiny preset takes minutes on a small CPU)."""
+    args = cpu_paper.parse_args(["compile", "--out", str(tmp_path / "c.json"), "--preset", "tiny",
+                                 "--threads", "1", "--rounds", "1", "--compile-timeout", "1"])
+    rows, findings = cpu_paper.compile_section(args, progress=lambda msg: None)
+    assert [r["status"] for r in rows] == ["skipped"] and "within 1 s" in rows[0]["reason"]
+    assert findings["compile"] == [{"preset": "tiny", "cache": "cold", "first_step_s": None, "timeout_s": 1,
+                                    "note": "the compile did not finish within 1 s"}]
