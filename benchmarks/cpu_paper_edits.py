@@ -55,10 +55,13 @@ def build_editor(method: str, preset: str, generator, clip, device: torch.device
                backend=backend, **kw)
 
 
-def _clear_text_cache() -> None:
+def _clear_text_cache(backend: str = "torch") -> None:
+    """Forget ``backend``'s template embeddings (the other backends' cached prompts stay cached)."""
     from editrt.methods.stylespace import text
 
-    text._TEMPLATE_CACHE.clear()
+    for cache in text._TEMPLATE_CACHE.values():
+        for key in [k for k in cache if k[2][0] == backend]:
+            del cache[key]
 
 
 def edit_variants(method: str, ed, ed_ort, code, alpha: float) -> dict[str, Callable]:
@@ -151,7 +154,7 @@ def text_section(args, progress) -> tuple[list[dict], dict[str, Any]]:
     pair = ["smiling face", "face"]
 
     def editrt_new(engines=None):
-        _clear_text_cache()
+        _clear_text_cache("torch" if engines is None else engines.backend)
         return template_embeddings(clip, pair, engines=engines)
     fns = {"reference (one 77-token batch per class)": lambda: style_edits._classifier_per_class(clip, pair),
            "editrt torch (trimmed, one batch per class)": editrt_new}
