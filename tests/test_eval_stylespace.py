@@ -53,9 +53,12 @@ def test_cli_needs_toy(tmp_path):
 
 
 def test_a_beta_over_every_channel_keeps_the_source():
+    from editrt.methods.stylespace import boundary
+
+    fs3, dt = torch.eye(3), torch.tensor([0.5, 0.2, 0.1])
+
     def edit(beta, alphas):
-        if beta > 0.5:
-            raise InputError(f"no channel has |relevance| >= beta={beta:g} (max 0.500); lower beta")
+        boundary(fs3, dt, beta)  # no channel over beta 0.6: NoChannelOverBeta
         return torch.zeros(len(alphas), 3, 4, 4)
 
     src = torch.ones(3, 4, 4)
@@ -64,3 +67,8 @@ def test_a_beta_over_every_channel_keeps_the_source():
     assert out.shape == (3, 3, 4, 4) and out[0].eq(0).all() and out[1:].eq(1).all()
     with pytest.raises(InputError):
         SP._by_beta(grid, edit)  # without a source the error stays
+
+    def other_error(beta, alphas):
+        raise InputError("empty prompt")
+    with pytest.raises(InputError, match="empty prompt"):
+        SP._by_beta(grid, other_error, src)  # only an edit that selects no channel keeps the source

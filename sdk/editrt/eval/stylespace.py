@@ -36,6 +36,7 @@ import torch.nn.functional as F
 
 from .. import imageio
 from ..errors import InputError
+from ..methods.stylespace.directions import NoChannelOverBeta
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +123,7 @@ def _by_beta(settings: Sequence[dict], edit: Callable[[float, list[float]], torc
              source: torch.Tensor | None = None) -> torch.Tensor:
     """Group a grid by beta so each beta is one edit call over its alphas; outputs in grid order.
 
-    A beta above every channel's |relevance| edits nothing (the methods raise InputError there, as
+    A beta above every channel's |relevance| edits nothing (the methods raise NoChannelOverBeta there, as
     the reference would divide by zero): with ``source`` [3, H, W] those grid points output the
     source unchanged, as DeltaEdit's empty mask does.
     """
@@ -131,8 +132,8 @@ def _by_beta(settings: Sequence[dict], edit: Callable[[float, list[float]], torc
         idx = [i for i, s in enumerate(settings) if s["beta"] == beta]
         try:
             imgs = edit(beta, [settings[i]["alpha"] for i in idx])
-        except InputError as err:
-            if source is None or "no channel has |relevance|" not in str(err):
+        except NoChannelOverBeta as err:
+            if source is None:
                 raise
             log.debug("beta %g: %s; the source is kept", beta, err)
             imgs = source[None].expand(len(idx), *source.shape)

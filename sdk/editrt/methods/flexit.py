@@ -203,7 +203,7 @@ class FlexIT:
         cfg, cuda = self.config, self.device.type == "cuda"
         amp = resolve_autocast(cfg.autocast, self.device)
         self._amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
-        # CLIP towers kept in fp32 under autocast: on CPU the ViTs (see CPU_FP32_TOWERS)
+        # CLIP towers kept in fp32 under autocast: on CPU the ViTs (see cpu_keeps_fp32)
         self._fp32_towers = {id(net) for net in self.clip if self._amp_dtype is not None
                              and not cuda and cpu_keeps_fp32(net)}
         if cfg.channels_last == "on" or (cfg.channels_last == "auto" and
@@ -220,18 +220,14 @@ class FlexIT:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self._amp_dtype)
 
-    def _tower_views(self, net, image: torch.Tensor, view_input) -> torch.Tensor:
-        """Normalised views for one CLIP tower, in fp32 (autocast off) for a tower kept in fp32;
-        call inside :meth:`_tower_autocast`."""
+    def _view_embeddings(self, net, image: torch.Tensor, view_input) -> torch.Tensor:
+        """One CLIP tower's unnormalised float embeddings of its views of ``image``: under the
+        method's autocast, or in fp32 with autocast off for a tower kept in fp32."""
         if id(net) in self._fp32_towers:
-            image = image.float()
-        return net.normalize(self._views(net, image, view_input))
-
-    def _tower_autocast(self, net):
-        """Autocast for one CLIP tower inside the loss: the method's, or off for a tower kept in fp32."""
-        if id(net) in self._fp32_towers:
-            return torch.autocast(self.device.type, enabled=False)
-        return self._autocast()
+            with torch.autocast(self.device.type, enabled=False):
+                return net.encode_image(net.normalize(self._views(net, image.float(), view_input))).float()
+        with self._autocast():
+            return net.encode_image(net.normalize(self._views(net, image, view_input))).float()
 
     # -- preparation -----------------------------------------------------------------------------
     def load_images(self, images) -> torch.Tensor:
@@ -350,8 +346,7 @@ class FlexIT:
             dot = _dot_rows if exact else _mul_sum_rows
             for net, point, es, et, vin in zip(self.clip, tg.points, tg.text_source, tg.text_target,
                                                view_inputs):
-                with self._tower_autocast(net):
-                    emb = net.encode_image(self._tower_views(net, image, vin)).float()
+                emb = self._view_embeddings(net, image, vin)
                 # mean of normalised views, not renormalised
                 emb = emb / emb.norm(dim=-1, keepdim=True) if exact else F.normalize(emb, dim=-1)
                 pred = emb.view(b, max(cfg.n_augment, 1), -1).mean(1)
@@ -397,8 +392,7 @@ class FlexIT:
         image_grad = image_grad.float()
         clip_terms, sim_s, sim_t = [], [], []
         for net, point, es, et, vin in zip(self.clip, tg.points, tg.text_source, tg.text_target, view_inputs):
-            with self._tower_autocast(net):
-                emb = F.normalize(net.encode_image(self._tower_views(net, image, vin)).float(), dim=-1)
+            emb = F.normalize(self._view_embeddings(net, image, vin), dim=-1)
             pred = emb.view(b, max(cfg.n_augment, 1), -1).mean(1)  # mean of normalised views, not renormalised
             term = (pred * point).sum(-1)
             (g,) = torch.autograd.grad(-term.sum() / n_nets, image)
@@ -623,8 +617,10 @@ def _check_finite(x: torch.Tensor, what: str) -> None:
 def _check_not_degenerate(final: torch.Tensor, inputs: torch.Tensor, *, steps: int) -> None:
     """An output of one flat colour from an input that was not flat: the optimisation diverged
     (a step length far beyond the latent's range, e.g. ``lr=1e30``), which must not pass as an edit."""
+    if not steps:
+        return
     for i, (out, src) in enumerate(zip(final, inputs)):
-        if steps and float(src.max() - src.min()) >= 1 / 255:
+        if float(src.max() - src.min()) >= 1 / 255:
             imageio.check_not_degenerate(out, what=f"the edited image{f' {i}' if final.shape[0] > 1 else ''}")
 
 

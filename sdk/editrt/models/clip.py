@@ -244,8 +244,6 @@ def config_from_state_dict(sd: Mapping[str, torch.Tensor]) -> ClipConfig:
                            f"{exc} (expected visual.*, transformer.*, token_embedding, text_projection)") from None
 
 
-
-
 def is_torchscript_archive(path: str | Path) -> bool:
     path = Path(path)
     if path.suffix == ".safetensors" or not path.is_file() or not zipfile.is_zipfile(path):

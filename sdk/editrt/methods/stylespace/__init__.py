@@ -9,7 +9,7 @@
 """
 
 from .corpus import CorpusIndex, build_corpus_from_folder, build_corpus_from_generator
-from .directions import auto_beta, boundary, relevance, split_delta
+from .directions import NoChannelOverBeta, auto_beta, boundary, relevance, split_delta
 from .editor import StyleEditor, relevance_store_path
 from .identity import generator_fingerprint, generator_name
 from .relevance_matrix import (check_fs3, clip_features_of_generated, compute_relevance, get_fs, load_fs3,
@@ -21,7 +21,7 @@ from .global_direction import DirectionMapper, GlobalDirection  # noqa: E402  (a
 from .feu import FEU, svm_direction  # noqa: E402
 from .deltaedit import DeltaEdit, deltaedit_clip_input  # noqa: E402
 
-__all__ = ["IMAGENET_TEMPLATES", "template_embeddings", "text_direction", "relevance", "boundary",
+__all__ = ["IMAGENET_TEMPLATES", "template_embeddings", "text_direction", "relevance", "boundary", "NoChannelOverBeta",
            "auto_beta", "split_delta", "ChannelStats", "compute_channel_stats", "channel_stats_for",
            "stats_cache_path", "check_fs3", "load_fs3", "get_fs", "compute_relevance",
            "clip_features_of_generated", "to_uint8_truncate", "CorpusIndex", "build_corpus_from_folder",

@@ -27,17 +27,21 @@ def relevance(fs3: torch.Tensor, dt: torch.Tensor) -> torch.Tensor:
     return fs3.float() @ dt.float().to(fs3.device)
 
 
+class NoChannelOverBeta(InputError):
+    """No S channel's |relevance| reaches beta: the edit would change nothing."""
+
+
 def boundary(fs3: torch.Tensor, dt: torch.Tensor, beta: float) -> tuple[torch.Tensor, int]:
     """``GetBoundary`` before ``SplitS``: zero |r| < beta, divide by max |r|.
 
     Returns (delta [C] with max |delta| = 1, number of channels kept). No channel over beta
-    is an :class:`InputError` (the reference divides by zero and yields NaN images).
+    is a :class:`NoChannelOverBeta` (the reference divides by zero and yields NaN images).
     """
     r = relevance(fs3, dt)
     keep = r.abs() >= beta
     num_c = int(keep.sum())
     if num_c == 0:
-        raise InputError(f"no channel has |relevance| >= beta={beta:g} (max {float(r.abs().max()):.3f}); "
+        raise NoChannelOverBeta(f"no channel has |relevance| >= beta={beta:g} (max {float(r.abs().max()):.3f}); "
                          "lower beta or use automatic beta")
     r = torch.where(keep, r, torch.zeros_like(r))
     return r / r.abs().max(), num_c

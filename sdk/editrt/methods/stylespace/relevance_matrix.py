@@ -27,8 +27,6 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 
-
-
 def check_fs3(fs3: torch.Tensor, conv_dim: int, embed_dim: int, *, what: str = "fs3") -> torch.Tensor:
     """Validate a relevance matrix against the generator's conv layout and the CLIP size."""
     if fs3.ndim != 2 or fs3.shape != (conv_dim, embed_dim):

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import torch
 
 from ...errors import InputError, NumericalError
+from .identity import generator_device
 from .relevance_matrix import to_uint8_truncate
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -131,7 +132,7 @@ def default_batch(generator: "StyleGAN2", device: "torch.device | str | None" = 
     Small generators are overhead-bound and batch as on a GPU (a 32 px batch of 8 was 3-4.5x
     faster per image). GPU: large batches for small generators, 8 at 1024 px (memory bound).
     """
-    dev = torch.device(device) if device is not None else next(generator.parameters()).device
+    dev = torch.device(device) if device is not None else generator_device(generator)
     if dev.type == "cpu" and generator.size >= CPU_ONE_IMAGE_FROM:
         return 1
     return max(8, min(512, (256 * 32 * 32) // generator.size ** 2))
