@@ -8,7 +8,8 @@ import onnx
 import pytest
 import torch
 
-from editrt.engines.build import build_onnx, comparison_cases, graph_io_shapes, relative_error, resolve_models
+from editrt.engines.build import build_onnx, comparison_cases, relative_error, resolve_models
+from editrt.engines.onnx_export import graph_io_shapes
 from editrt.engines.onnxruntime_backend import OrtEngine
 from editrt.engines.stages import open_engine
 from editrt.engines.store import ArtifactStore

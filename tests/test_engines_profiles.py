@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from editrt.engines import build as build_mod
+from editrt.engines.onnx_export import graph_io_shapes
 from editrt.engines.onnxruntime_backend import profile_strings
 from editrt.engines.store import ArtifactStore
 from editrt.engines.tensorrt_backend import TrtEngine
@@ -99,7 +100,7 @@ def test_plan_build_gets_the_text_profile(tmp_path_factory, monkeypatch):
     assert calls["profile"] == TEXT_PROFILE and calls["profiles"] == 1
     assert art.report["profile"] == {"tokens": [[1, 2], [2, 16], [160, 77]]}
     assert art.path.read_bytes() == b"plan"
-    assert build_mod.graph_io_shapes(onnx.load(str(calls["onnx"])))["tokens"] == ["B", "T"]
+    assert graph_io_shapes(onnx.load(str(calls["onnx"])))["tokens"] == ["B", "T"]
 
 
 @pytest.mark.parametrize("T,ok", [(2, True), (16, True), (77, True), (1, False), (78, False)])

@@ -157,7 +157,7 @@ def test_fixed_token_axis_clip_text_artifact_is_stale(tmp_path):
 
     import onnx
 
-    from editrt.engines.build import graph_io_shapes
+    from editrt.engines.onnx_export import graph_io_shapes
     from editrt.models.registry import TensorSpec
 
     spec = get_spec("clip/tiny/text")

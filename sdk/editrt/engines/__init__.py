@@ -2,7 +2,7 @@
 
 ``Engine(feeds: dict[str, Tensor]) -> dict[str, Tensor]`` (:mod:`.base`) with backends
 ``torch`` (:mod:`.torch_backend`), ``onnxruntime`` (:mod:`.onnxruntime_backend`) and ``tensorrt``
-(:mod:`.tensorrt_backend`); export and plan builds in :mod:`.build` and :mod:`.precision`;
+(:mod:`.tensorrt_backend`); export in :mod:`.onnx_export`, plan builds in :mod:`.build` and :mod:`.precision`;
 keyed, verified artifacts in :mod:`.store`; the seam methods call (:class:`EngineSet`, stages by
 name) in :mod:`.stages`. See engines/README.md.
 Submodules import lazily: ``import editrt.engines`` loads neither onnx nor onnxruntime.
@@ -17,7 +17,7 @@ _LAZY = {
     "TorchEngine": "torch_backend", "OrtEngine": "onnxruntime_backend", "TrtEngine": "tensorrt_backend",
     "SharedArena": "tensorrt_backend",
     "ArtifactStore": "store", "ArtifactKey": "store",
-    "build_onnx": "build", "build_plan": "build", "export_onnx": "build", "resolve_models": "build",
+    "build_onnx": "build", "build_plan": "build", "export_onnx": "onnx_export", "resolve_models": "build",
     "open_engine": "stages", "EngineSet": "stages", "StageCount": "stages",
 }
 

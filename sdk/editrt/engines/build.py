@@ -1,16 +1,9 @@
 """Export specs to ONNX (fp32 / fp16 / bf16), check them, and build TensorRT plans.
 
-ONNX export uses torch's dynamo exporter (the default since torch 2.9) with ``dynamic_shapes``
-from the spec. The example batch is 2: with a batch-1 example the exporter silently fixed the
-batch axis of CLIP (seen with torch 2.14's dynamo exporter); other dynamic axes (CLIP's token
-axis) take their profile's opt size. Every export is checked afterwards: each dynamic axis of
-the spec must be symbolic in the graph, or the export fails. The dynamo exporter may name its
-values after module paths, so graph inputs and outputs are renamed to the spec's names after
-export (an internal value that already carries such a name is renamed out of the way).
-Then ``onnx.checker`` (full check, path-based so >2 GB graphs work), the optional precision
-conversion (:mod:`.precision`), and a numerical comparison against the torch module in
-onnxruntime CPU at batch 1 and 3 (and at the min and opt sizes of the other dynamic axes) whose
-drift is recorded in the manifest.
+The fp32 export itself (in a child interpreter, checked for fixed axes) is :mod:`.onnx_export`.
+Then come the optional precision conversion (:mod:`.precision`) and a numerical comparison
+against the torch module in onnxruntime CPU at batch 1 and 3 (and at the min and opt sizes of
+the other dynamic axes) whose drift is recorded in the manifest.
 
 TensorRT plans are built with the TensorRT builder API from the stored ONNX: one explicit
 optimisation profile from the spec, a timing cache kept in the store, and a strongly typed
@@ -21,8 +14,6 @@ only mode). Never run on our machines: TensorRT cannot be installed there.
 from __future__ import annotations
 
 import contextlib
-import copy
-import inspect
 import logging
 import os
 import shutil
@@ -36,213 +27,12 @@ import torch
 
 from ..errors import BackendUnavailable, EngineError, InputError
 from ..models.registry import ModelSpec, get_spec
+from .onnx_export import DEFAULT_OPSET, check_dynamic_axes, check_onnx, export_onnx, private_copy, save_model
 from .store import Artifact, ArtifactKey, ArtifactStore, module_identity, weights_identity
 
 log = logging.getLogger(__name__)
 
-DEFAULT_OPSET = 20  # what torch 2.14's dynamo exporter emits
 BF16_OPSET = 22  # first opset whose Conv / InstanceNormalization accept bfloat16
-EXAMPLE_BATCH = 2
-_TWO_GB = 2 ** 31 - 1
-
-
-# -- graph helpers ----------------------------------------------------------------------------
-
-def _rename_value(graph: onnx.GraphProto, old: str, new: str) -> None:
-    for n in graph.node:
-        n.input[:] = [new if x == old else x for x in n.input]
-        n.output[:] = [new if x == old else x for x in n.output]
-    for coll in (graph.input, graph.output, graph.value_info):
-        for v in coll:
-            if v.name == old:
-                v.name = new
-    for init in graph.initializer:
-        if init.name == old:
-            init.name = new
-
-
-def rename_io(model: onnx.ModelProto, inputs: Sequence[str], outputs: Sequence[str]) -> None:
-    """Give the graph's inputs and outputs the spec's names, in order."""
-    g = model.graph
-    inits = {i.name for i in g.initializer}
-    cur_in = [v.name for v in g.input if v.name not in inits]
-    cur_out = [v.name for v in g.output]
-    if len(cur_in) != len(inputs) or len(cur_out) != len(outputs):
-        raise EngineError(f"exported graph has {len(cur_in)} inputs / {len(cur_out)} outputs, "
-                          f"spec declares {len(inputs)} / {len(outputs)}")
-    used = {x for n in g.node for x in list(n.input) + list(n.output)} | inits | set(cur_in)
-    for old, new in list(zip(cur_in, inputs)) + list(zip(cur_out, outputs)):
-        if old == new:
-            continue
-        if new in used:
-            aside = f"{new}__inner"
-            _rename_value(g, new, aside)
-            used.add(aside)
-        _rename_value(g, old, new)
-        used.add(new)
-
-
-def graph_io_shapes(model: onnx.ModelProto) -> dict[str, list[int | str]]:
-    """name -> dims (int, or the symbolic name) of every graph input and output."""
-    out = {}
-    for v in list(model.graph.input) + list(model.graph.output):
-        dims = v.type.tensor_type.shape.dim
-        out[v.name] = [d.dim_param if d.dim_param else int(d.dim_value) for d in dims]
-    return out
-
-
-def check_dynamic_axes(model: onnx.ModelProto, spec: ModelSpec) -> None:
-    """Every dynamic axis the spec declares must be symbolic in the graph (not fixed by tracing)."""
-    shapes = graph_io_shapes(model)
-    problems = []
-    for t in list(spec.inputs) + list(spec.outputs):
-        dims = shapes.get(t.name)
-        if dims is None:
-            problems.append(f"{t.name} is missing")
-            continue
-        if len(dims) != len(t.shape):
-            problems.append(f"{t.name} has rank {len(dims)}, spec {len(t.shape)}")
-            continue
-        for i, (want, got) in enumerate(zip(t.shape, dims)):
-            if isinstance(want, str) and not isinstance(got, str):
-                problems.append(f"{t.name} axis {i} ({want}) was fixed to {got}")
-            elif isinstance(want, int) and isinstance(got, int) and want != got:
-                problems.append(f"{t.name} axis {i} is {got}, spec {want}")
-    if problems:
-        raise EngineError(f"ONNX export of {spec.name} does not match the spec: " + "; ".join(problems))
-
-
-def save_model(model: onnx.ModelProto, path: Path) -> list[Path]:
-    """Save ``model``; graphs near 2 GB keep their weights in ``<name>.data``. Returns the files."""
-    size = sum(len(i.raw_data) for i in model.graph.initializer)
-    if size < _TWO_GB - (64 << 20):
-        onnx.save_model(model, str(path))
-        return [path]
-    data = path.with_name(path.name + ".data")
-    onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
-                    location=data.name, size_threshold=1024)
-    return [path, data]
-
-
-def _dynamic_shapes(spec: ModelSpec, module: torch.nn.Module):
-    """``dynamic_shapes`` for torch.export: one Dim per axis name, shared across inputs."""
-    dims = {}
-    for t in spec.inputs:
-        for axis in t.dynamic_axes.values():
-            if axis not in dims:
-                lo, _, hi = spec.profile.get(axis, (1, spec.axes.get(axis, 2), 4096))
-                dims[axis] = torch.export.Dim(axis.replace("-", "_"), min=max(1, int(lo)), max=int(hi))
-    per_input = tuple({i: dims[a] for i, a in t.dynamic_axes.items()} or None for t in spec.inputs)
-    params = list(inspect.signature(module.forward).parameters.values())
-    if params and params[0].kind is inspect.Parameter.VAR_POSITIONAL:
-        return (per_input,)  # forward(*tensors): the inputs form one tuple argument
-    return per_input
-
-
-def example_axes(spec: ModelSpec, batch: int = EXAMPLE_BATCH) -> dict[str, int]:
-    """Sizes of the example inputs traced by the export: the batch at ``batch``, every other
-    profiled axis at its ``opt``, away from both ends of its range. An example equal to a size
-    baked into the network (CLIP's 77 positions) would let tracing tie the axis to it."""
-    axes = dict(spec.axes)
-    for axis, (lo, opt, hi) in spec.profile.items():
-        axes[axis] = min(max(batch, lo), hi) if axis == "B" else int(opt)
-    return axes
-
-
-# -- export -----------------------------------------------------------------------------------
-
-# torch.export traces under process-wide fake-tensor and dispatcher modes: two exports at once in
-# one process corrupt each other (fake-tensor assertions, TorchExportError). Exports take turns.
-_EXPORT_LOCK = threading.Lock()
-
-
-class _ThreadOnly(logging.Filter):
-    """Drops records below WARNING emitted by one thread (the exporting one): the ``onnx_ir``
-    optimiser logs every deduplicated initializer at INFO. Other threads' records pass."""
-
-    def __init__(self, thread_id: int):
-        super().__init__()
-        self.thread_id = thread_id
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.thread != self.thread_id or record.levelno >= logging.WARNING
-
-
-def private_copy(module: torch.nn.Module) -> torch.nn.Module:
-    """An eval-mode, no-grad structural copy of ``module``: new module objects and new Parameter
-    objects over the *same* tensor storage (no memory doubled). Export and verification set the
-    copy's mode and swap its parameters, never those of a module the caller holds and may be
-    running in another thread. Built without ``copy.deepcopy`` because some wrappers (per-layout
-    classes made in ``__new__``) do not pickle."""
-    return _structural_copy(module, {}).eval().requires_grad_(False)
-
-
-def _structural_copy(m: torch.nn.Module, memo: dict[int, torch.nn.Module]) -> torch.nn.Module:
-    if id(m) in memo:  # a submodule shared by two parents stays shared
-        return memo[id(m)]
-    new = object.__new__(type(m))
-    memo[id(m)] = new
-    state = dict(m.__dict__)
-    for name, value in state.items():  # hook and registry dicts: own copies
-        if isinstance(value, dict) and name.startswith("_") and name not in ("_parameters", "_buffers", "_modules"):
-            state[name] = copy.copy(value)
-    state["_parameters"] = {k: None if p is None else torch.nn.Parameter(p.detach(), requires_grad=p.requires_grad)
-                            for k, p in m._parameters.items()}
-    state["_buffers"] = {k: None if b is None else b.detach() for k, b in m._buffers.items()}
-    state["_modules"] = {k: None if c is None else _structural_copy(c, memo) for k, c in m._modules.items()}
-    new.__dict__.update(state)
-    return new
-
-
-def export_onnx(module: torch.nn.Module, spec: ModelSpec, path: str | os.PathLike, *,
-                opset: int = DEFAULT_OPSET, example_batch: int = EXAMPLE_BATCH,
-                copy_module: bool = True) -> dict[str, Any]:
-    """Export ``module`` (the spec's forward-only wrapper) as an fp32 ONNX graph at ``path``.
-
-    ``module`` is not modified (the export runs on :func:`private_copy`; ``copy_module=False``
-    when the caller already passes a private eval-mode copy); exports in one process take turns. Returns a small report (export seconds, node count, opset). Raises EngineError
-    when the exporter fails or fixes a dynamic axis.
-    """
-    path = Path(path)
-    module = private_copy(module) if copy_module else module
-    axes = example_axes(spec, example_batch)
-    device = next((p.device for p in module.parameters()), torch.device("cpu"))
-    feeds = {k: v.to(device) for k, v in spec.sample_inputs(seed=0, **axes).items()}
-    args = tuple(feeds[t.name] for t in spec.inputs)
-    t0 = time.perf_counter()
-    raw = path.with_name(path.stem + ".raw.onnx")
-    ir_log = logging.getLogger("onnx_ir")
-    quiet = _ThreadOnly(threading.get_ident())
-    ir_log.addFilter(quiet)
-    try:
-        # verbose=False keeps the exporter's progress lines off stdout without redirecting
-        # sys.stdout, which is process-wide (other threads' output, and a closed stream after).
-        with _EXPORT_LOCK, torch.no_grad():
-            torch.onnx.export(module, args, str(raw), dynamo=True, opset_version=opset,
-                              dynamic_shapes=_dynamic_shapes(spec, module), external_data=False,
-                              optimize=True, verbose=False)
-    except Exception as exc:  # noqa: BLE001 - the exporter raises many types
-        raw.unlink(missing_ok=True)
-        raise EngineError(f"ONNX export of {spec.name} failed: {type(exc).__name__}: "
-                          f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}") from exc
-    finally:
-        ir_log.removeFilter(quiet)
-    seconds = time.perf_counter() - t0
-    model = onnx.load(str(raw))
-    raw.unlink()
-    rename_io(model, [t.name for t in spec.inputs], [t.name for t in spec.outputs])
-    check_dynamic_axes(model, spec)
-    files = save_model(model, path)
-    check_onnx(path)
-    return {"export_seconds": round(seconds, 2), "nodes": len(model.graph.node), "opset": opset,
-            "files": [f.name for f in files], "example_axes": axes}
-
-
-def check_onnx(path: str | os.PathLike) -> None:
-    try:
-        onnx.checker.check_model(str(path), full_check=True)
-    except Exception as exc:  # noqa: BLE001
-        raise EngineError(f"onnx.checker rejected {path}: {exc}") from None
 
 
 def to_precision(src: Path, dst: Path, spec: ModelSpec, precision: str) -> dict[str, Any]:
@@ -403,7 +193,7 @@ def _build_onnx_locked(spec: ModelSpec, key: ArtifactKey, *, store: ArtifactStor
             shutil.copyfile(base.path, fp32)
             report: dict[str, Any] = {"export": {**base.report.get("export", {}), "reused": str(base.path)}}
         else:
-            report = {"export": export_onnx(module, spec, fp32, copy_module=False)}
+            report = {"export": export_onnx(module, spec, fp32)}
         main = fp32
         if precision != "fp32":
             main = tmp / "model.onnx"
@@ -559,6 +349,5 @@ def resolve_models(names: Sequence[str]) -> list[str]:
     return out
 
 
-__all__ = ["export_onnx", "to_precision", "compare_with_torch", "comparison_cases", "example_axes", "build_onnx",
-           "build_plan", "build_trt_plan", "check_dynamic_axes", "rename_io", "resolve_models", "artifact_key",
-           "relative_error", "import_tensorrt", "DEFAULT_OPSET", "BF16_OPSET"]
+__all__ = ["to_precision", "compare_with_torch", "comparison_cases", "build_onnx", "build_plan", "build_trt_plan",
+           "resolve_models", "artifact_key", "relative_error", "import_tensorrt", "BF16_OPSET"]

@@ -19,6 +19,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import threading
 from typing import Iterable
 
 import torch
@@ -146,6 +147,7 @@ class EngineSet:
 
             self.arena = SharedArena(self.device)
         self._engines: dict[str, Engine] = {}
+        self._opening = threading.Lock()  # threads on one set open each engine once
         self._origins: dict[int, tuple[torch.nn.Module, _Origin]] = {}
         self.counters: dict[str, StageCount] = {}
 
@@ -181,16 +183,20 @@ class EngineSet:
         if name is None:
             raise InputError(f"{type(wrapper).__name__} wraps a network with no registered spec (custom "
                              f"architecture); it cannot run on backend={self.backend!r}: use backend='torch'")
-        if name not in self._engines:
-            origin = self._origin(wrapper)
-            if origin is None:
-                wid = module_identity(wrapper)
-            else:
-                wid = weights_identity(name, weights=origin.weights, random_init=origin.random_init, seed=origin.seed)
-            self._engines[name] = open_engine(
-                name, self.backend, store=self.store, precision=self.precision, module=wrapper, weights_id=wid,
-                device=self.device, rebuild=self.rebuild, provider=self.provider, cuda_graph=self.cuda_graph,
-                arena=self.arena)
+        opened = self._engines.get(name)
+        if opened is not None:
+            return opened
+        with self._opening:
+            if name not in self._engines:
+                origin = self._origin(wrapper)
+                if origin is None:
+                    wid = module_identity(wrapper)
+                else:
+                    wid = weights_identity(name, weights=origin.weights, random_init=origin.random_init, seed=origin.seed)
+                self._engines[name] = open_engine(
+                    name, self.backend, store=self.store, precision=self.precision, module=wrapper, weights_id=wid,
+                    device=self.device, rebuild=self.rebuild, provider=self.provider, cuda_graph=self.cuda_graph,
+                    arena=self.arena)
         return self._engines[name]
 
     def _count(self, stage: str, items: int) -> None:
