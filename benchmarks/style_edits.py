@@ -15,7 +15,8 @@ is timed twice on the same networks, inputs and prompts:
   (``examples/cspace_img_feat.npy``), so they are computed before timing there.
 
 Stages: text encoding, retrieval + SVM (FEU), direction (relevance, beta, per-layer scaling),
-source CLIP embedding (DeltaEdit, editrt only), mapper (DeltaEdit), synthesis, decode (uint8).
+source synthesis + CLIP embedding (DeltaEdit, editrt only: the reference reads the features, and
+synthesises its source in "synthesis"), mapper (DeltaEdit), synthesis, decode (uint8).
 """
 
 from __future__ import annotations
@@ -144,15 +145,18 @@ def _editrt_fn(method: str, ed, code, alpha: float) -> Callable[[Callable[[str],
         else:
             dt, keep, _ = ed.text_condition(target, neutral)
             mark("text encoding")
-            src = ed.synthesize(code)
-            c_img = ed.clip_image_embedding(src)
-            mark("source CLIP embedding")
+            # as DeltaEdit.edit: the source is synthesised once, for the CLIP condition and the output
+            source = ed.synthesize(code)
+            c_img = ed.clip_image_embedding(source)
+            mark("source synthesis + CLIP embedding")
             cond = torch.cat([c_img, dt.expand(c_img.shape[0], -1)], dim=1)
-            delta = ed.mapper(code.conv_view().float(), cond) * keep.to(torch.float32)
+            delta = ed.engines.run(ed.mapper, code.conv_view().float(), cond).masked_fill(~keep, 0.0)
             mark("mapper")
-            edited = code.add_conv_delta(delta, alpha)
-        images = ed.synthesize(SC.cat([code, edited]))
-        mark("synthesis")
+            images = torch.cat([source, ed.synthesize(code.add_conv_delta(delta, alpha))])
+            mark("synthesis")
+        if method != "deltaedit":
+            images = ed.synthesize(SC.cat([code, edited]))
+            mark("synthesis")
         out = _uint8_batch(images)
         mark("decode")
         return out
