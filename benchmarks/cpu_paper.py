@@ -4,6 +4,8 @@
     python benchmarks/cpu_paper.py edits  --out /tmp/edits.json      # ~20 min (exports ONNX once)
     python benchmarks/cpu_paper.py text   --out /tmp/text.json       # new-prompt text encoding
     python benchmarks/cpu_paper.py batch  --out /tmp/batch.json      # per-image time at batch 1/2/4/8
+    python benchmarks/cpu_paper.py synthesis --synthesis-generators toy ffhq-256 ffhq-512 ffhq-1024 \
+        --out /tmp/synthesis.json                                    # torch vs onnxruntime by size
     python benchmarks/cpu_paper.py merge /tmp/flexit.json /tmp/edits.json /tmp/batch.json \\
         --out benchmarks/results/cpu-paper.json
     python scripts/update_perf_table.py                               # README table from the JSON
@@ -29,6 +31,8 @@ Sections:
   batch   per-image time at batch 1, 2, 4, 8: StyleGAN2 synthesis (256 and 1024 px) raw and
           chunked at the default batch, FlexIT steps (tiny preset, and paper batch 2), and
           direction edits.
+  synthesis  StyleGAN2 synthesis at batch 1, torch vs onnxruntime, per generator size, and the
+          first onnxruntime use (export + check into an empty store): what backend="auto" picks.
   compile FlexIT with torch.compile (inductor) on CPU: the first step (compile included) with a
           cold and then a warm compiled-artifact cache (TORCHINDUCTOR_CACHE_DIR), each in a fresh
           process, and the steady-state step against eager, interleaved.
@@ -402,7 +406,8 @@ def merge(paths: list[Path], out: Path, note: str | None = None) -> Path:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    ap.add_argument("section", choices=("flexit", "edits", "text", "batch", "compile", "compile-child", "merge"))
+    ap.add_argument("section", choices=("flexit", "edits", "text", "batch", "synthesis", "compile", "compile-child",
+                                       "merge"))
     ap.add_argument("inputs", nargs="*", type=Path, help="merge: the section JSON files")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--preset", choices=("paper", "tiny"), default="paper",
@@ -446,7 +451,8 @@ def main(argv: list[str] | None = None) -> int:
         import cpu_paper_edits
 
         section = {"edits": cpu_paper_edits.edits_section, "text": cpu_paper_edits.text_section,
-                   "batch": cpu_paper_edits.batch_section}[args.section]
+                   "batch": cpu_paper_edits.batch_section,
+                   "synthesis": cpu_paper_edits.synthesis_backends_section}[args.section]
         rows, findings = section(args, _progress)
     path = write_doc(rows, findings, args.out, args.section, args.preset, sys.argv[1:] if argv is None else list(argv),
                      device=args.device)

@@ -257,6 +257,38 @@ def synthesis_batch_rows(generator_name: str, batches, rounds: int, progress) ->
                            precision="fp32", note=f"default_batch on this CPU: {chunk}")
 
 
+def synthesis_backends_section(args, progress) -> tuple[list[dict], dict[str, Any]]:
+    """Synthesis at batch 1 in torch and in onnxruntime for each generator size, and what the
+    first onnxruntime use costs (export + check against torch, into an empty store): the
+    measurements behind the CPU choice of ``backend="auto"`` (editrt.engines.stages)."""
+    import tempfile
+
+    from editrt.engines.stages import EngineSet
+    from editrt.engines.store import ArtifactStore
+    from editrt.models.stylegan2 import StyleGAN2, SynthesisExport
+
+    rows: list[dict] = []
+    findings: dict[str, Any] = {}
+    for name in args.synthesis_generators:
+        g = StyleGAN2.load(name, random_init=True, seed=0)
+        stage = SynthesisExport(g)
+        code = g.styles_from_w(g.mapping(torch.randn(1, g.style_dim, generator=torch.Generator().manual_seed(1))))
+        with tempfile.TemporaryDirectory() as tmp:
+            sets = {"torch": EngineSet("torch"), "onnxruntime": EngineSet("onnxruntime", store=ArtifactStore(tmp))}
+            progress(f"synthesis {name}: first onnxruntime use (export + check)")
+            t0 = time.perf_counter()
+            sets["onnxruntime"].engine(stage)
+            findings[f"{name} first onnxruntime use seconds"] = round(time.perf_counter() - t0, 1)
+
+            @torch.no_grad()
+            def run(backend):
+                return sets[backend].run(stage, *code.styles)
+            fns = {b: (1, lambda b=b: run(b)) for b in sets}
+            rows += _per_image_rows(f"synthesis {name} ({g.size} px) B=1 by backend", fns, args.rounds, progress,
+                                    precision="fp32", params={"generator": name, "size": g.size})
+    return rows, findings
+
+
 def flexit_batch_rows(preset: str, batches, rounds: int, progress) -> list[dict]:
     import flexit_loop
     from editrt.config import FlexITConfig

@@ -181,8 +181,10 @@ def test_server_options_are_validated():
     assert len({opts.http_port, opts.grpc_port, opts.metrics_port}) == 3 and 0 not in (opts.http_port,)
     with pytest.raises(InputError, match="not both"):
         ModelSource(toy=True, random_weights=True)
-    with pytest.raises(InputError, match="torch runs fp32"):
+    with pytest.raises(InputError, match="auto runs fp32"):
         ModelSource(precision="fp16")
+    with pytest.raises(InputError, match="torch runs fp32"):
+        ModelSource(backend="torch", precision="bf16")
     with pytest.raises(InputError, match="backend"):
         ModelSource(backend="tvm")
 

@@ -48,8 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", help="start from a named FlexITConfig preset (paper, tiny, reference_final, ...)")
     p.add_argument("--seed", type=seed, default=0, help="seed of the augmentations and random weights (default 0)")
     p.add_argument("--report", type=Path, help="write a JSON report (losses per step, timings) here")
-    p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime", "tensorrt"],
-                   help="runtime of the one-time encoders and the final decode")
+    p.add_argument("--backend", default="torch", choices=["auto", "torch", "onnxruntime", "tensorrt"],
+                   help="runtime of the one-time encoders and the final decode (auto: torch)")
     p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"],
                    help="precision of those stages (engine artifacts of that precision; torch: autocast)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -77,9 +77,10 @@ def add_subcommands(sub) -> None:
                    "multiplier of the predicted delta)")
     p.add_argument("--beta", type=_beta, help="disentanglement threshold or 'auto' (global/feu)")
     p.add_argument("--threshold", type=float, help="DeltaEdit channel-mask threshold (default 0.03)")
-    p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime", "tensorrt"],
+    p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnxruntime", "tensorrt"],
                    help="runtime of text encoder, synthesis, e4e and mapper (artifacts built on first use "
-                        "into $EDITRT_ENGINES or ./engines)")
+                        "into $EDITRT_ENGINES, ./engines if it exists, or $EDITRT_HOME/engines); auto: onnxruntime on CPU for "
+                        "generators of 512 px and up, else torch")
     p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"],
                    help="precision of those stages (engine artifacts of that precision; torch: autocast)")
     p.add_argument("--k", type=_int_at_least(1), help="FEU: positives/negatives retrieved (default 100)")

@@ -24,7 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="graph precision(s); fp16/bf16 keep each spec's fp32_ops (normalisations) in fp32")
     p.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "tensorrt"],
                    help="onnxruntime: ONNX graphs only; tensorrt: also TensorRT plans (needs tensorrt + a GPU)")
-    p.add_argument("--out", type=Path, default=None, help="artifact store folder (default $EDITRT_ENGINES or ./engines)")
+    p.add_argument("--out", type=Path, default=None, help="artifact store folder (default $EDITRT_ENGINES, else ./engines if it exists, else $EDITRT_HOME/engines)")
     p.add_argument("--weights-dir", type=Path, help="folder laid out like the EDITRT_HOME store")
     p.add_argument("--random-weights", action="store_true", help="seeded random weights (smoke runs)")
     p.add_argument("--download", action="store_true",

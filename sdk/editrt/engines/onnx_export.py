@@ -160,7 +160,6 @@ def check_onnx(path: str | os.PathLike) -> None:
         raise EngineError(f"onnx.checker rejected {path}: {exc}") from None
 
 
-
 # exports take turns: one child (one copy of the weights) at a time; and in this process,
 # torch.export's fake-tensor and dispatcher modes do not survive two traces at once
 _EXPORT_LOCK = threading.Lock()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib.util
 import logging
 import os
 import threading
@@ -24,7 +25,7 @@ from typing import Iterable
 
 import torch
 
-from ..errors import InputError
+from ..errors import BackendUnavailable, EngineError, InputError
 from ..models.registry import ModelSpec, get_spec
 from .base import BACKENDS, Engine
 from .store import PRECISIONS, ArtifactStore, module_identity, weights_identity
@@ -42,6 +43,28 @@ def default_provider(device: torch.device) -> str:
         return "cpu"
     have = available_providers()
     return next((p for p in ("tensorrt", "cuda") if p in have), "cpu")
+
+
+# backend="auto" (the direction editors' default) on CPU: onnxruntime for fp32 StyleGAN2 synthesis
+# from this size up, torch below it. Batch-1 synthesis, one thread, interleaved rounds
+# (benchmarks/cpu_paper.py synthesis): onnxruntime 1.15x torch at 256 px, 1.42x at 512, 1.52x at
+# 1024 (2.8x at 32 px, but 4 ms saved per image). Its cost: the first use exports and checks the
+# graph once per store (27 s at 256 px, 39 s at 512, 55 s at 1024), and each process opens the
+# stored graph (3.6 s at 1024, file hash included).
+AUTO_ONNXRUNTIME_FROM_PX = 512
+
+
+def auto_backend(device: str | torch.device, synthesis_px: int | None, precision: str = "fp32") -> str:
+    """The backend ``backend="auto"`` runs: on CPU, onnxruntime (when installed) for fp32
+    pipelines whose StyleGAN2 synthesis is ``AUTO_ONNXRUNTIME_FROM_PX`` or larger; torch
+    otherwise: below that size the engine saves less than it costs, ``synthesis_px=None`` (FlexIT:
+    its forward-only stages are a small share of an edit) has nothing to gain, onnxruntime CPU
+    has no fast fp16/bf16 path, and on CUDA TensorRT is a choice the caller makes (plans are
+    built per GPU and TensorRT is not installed everywhere)."""
+    if (torch.device(device).type != "cpu" or synthesis_px is None or synthesis_px < AUTO_ONNXRUNTIME_FROM_PX
+            or precision != "fp32" or importlib.util.find_spec("onnxruntime") is None):
+        return "torch"
+    return "onnxruntime"
 
 
 def check_precision(precision: str) -> str:
@@ -123,7 +146,7 @@ class EngineSet:
             "onnxruntime" or "tensorrt" (the store's artifacts of that precision, built when missing).
         precision: "fp32", "fp16" or "bf16": the graphs opened (onnxruntime/TensorRT) or the
             autocast dtype (torch). Inputs and outputs stay fp32 whatever the precision.
-        store: artifact folder (default ``$EDITRT_ENGINES`` or ``./engines``).
+        store: artifact folder (default :func:`~editrt.engines.store.default_root`).
         rebuild: build missing or stale artifacts (else EngineError naming what differs).
         provider: onnxruntime execution provider (default: the best for ``device``).
         shared_arena: TensorRT engines share one activation buffer (they run one after another).
@@ -135,12 +158,15 @@ class EngineSet:
 
     def __init__(self, backend: str = "torch", *, precision: str = "fp32", device: str | torch.device = "cpu",
                  store: ArtifactStore | str | os.PathLike | None = None, rebuild: bool = True,
-                 provider: str | None = None, cuda_graph: bool = False, shared_arena: bool = True):
+                 provider: str | None = None, cuda_graph: bool = False, shared_arena: bool = True,
+                 fallback: bool = False):
         if backend not in BACKENDS:
             raise InputError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
         self.backend, self.precision, self.device = backend, check_precision(precision), torch.device(device)
         self.store = store if isinstance(store, ArtifactStore) else ArtifactStore(store)
         self.rebuild, self.provider, self.cuda_graph = rebuild, provider, cuda_graph
+        self.fallback = fallback  # a stage whose engine cannot be built or opened runs in torch
+        self._torch_only: set[str] = set()
         self.arena = None
         if backend == "tensorrt" and shared_arena:
             from .tensorrt_backend import SharedArena
@@ -153,17 +179,23 @@ class EngineSet:
 
     @classmethod
     def of(cls, backend: "str | EngineSet", *, precision: str | None = None,
-           device: str | torch.device = "cpu") -> "EngineSet":
+           device: str | torch.device = "cpu", synthesis_px: int | None = None) -> "EngineSet":
         """``backend`` itself when it is an EngineSet (a ``precision`` that contradicts it is an
-        error), else a new set for that backend name at ``precision`` (default fp32)."""
+        error), else a new set for that backend name at ``precision`` (default fp32). ``"auto"``:
+        :func:`auto_backend` for ``synthesis_px`` (the generator's size; None: no synthesis),
+        with ``fallback`` on: a stage whose engine fails to build or open runs in torch."""
         if isinstance(backend, EngineSet):
             if precision is not None and precision != backend.precision:
                 raise InputError(f"precision={precision!r} contradicts the EngineSet's {backend.precision!r}; "
                                  "give one of the two")
             return backend
         if not isinstance(backend, str):
-            raise InputError(f"backend must be 'torch', 'onnxruntime', 'tensorrt' or an EngineSet, "
+            raise InputError(f"backend must be 'auto', 'torch', 'onnxruntime', 'tensorrt' or an EngineSet, "
                              f"got {type(backend).__name__}")
+        if backend == "auto":
+            chosen = auto_backend(device, synthesis_px, check_precision(precision or "fp32"))
+            log.info("backend='auto' -> %s (synthesis %s px, %s)", chosen, synthesis_px, torch.device(device))
+            return cls(chosen, precision=precision or "fp32", device=device, fallback=chosen != "torch")
         return cls(backend, precision=precision or "fp32", device=device)
 
     def register(self, network: torch.nn.Module, *, weights=None, random_init: bool = False, seed: int = 0) -> None:
@@ -221,10 +253,17 @@ class EngineSet:
         """Run one stage: the wrapper's forward (torch) or its spec's engine, positional inputs in
         spec order. Returns one fp32 tensor, or a tuple for several outputs."""
         stage = spec_name_of(wrapper) or f"custom/{type(wrapper).__name__}"
-        if self.backend == "torch":
+        if self.backend == "torch" or stage in self._torch_only:
             self._count(stage, int(tensors[0].shape[0]) if tensors and tensors[0].ndim else 0)
             return self._run_torch(wrapper, tensors)
-        eng = self.engine(wrapper)
+        try:
+            eng = self.engine(wrapper)
+        except (EngineError, BackendUnavailable) as exc:
+            if not self.fallback:
+                raise
+            log.warning("backend='auto': %s runs in torch, its %s engine failed: %s", stage, self.backend, exc)
+            self._torch_only.add(stage)
+            return self.run(wrapper, *tensors)
         feeds = dict(zip(eng.input_names, tensors))
         # batches above the profile's maximum run in chunks (TensorRT rejects them otherwise)
         limit = eng.spec.profile.get("B", (1, 1, 0))[2]

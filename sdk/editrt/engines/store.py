@@ -66,8 +66,14 @@ RELEVANT: dict[str, tuple[str, ...]] = {
 
 
 def default_root() -> Path:
-    """``$EDITRT_ENGINES`` or ``./engines``."""
-    return Path(os.environ.get("EDITRT_ENGINES", "engines")).expanduser()
+    """``$EDITRT_ENGINES``; else ``./engines`` when that folder exists (the repository's store);
+    else ``$EDITRT_HOME/engines`` (``~/.cache/editrt/engines``), so that a default run elsewhere
+    leaves nothing in the working directory."""
+    from ..known_files import editrt_home
+
+    if os.environ.get("EDITRT_ENGINES"):
+        return Path(os.environ["EDITRT_ENGINES"]).expanduser()
+    return Path("engines") if Path("engines").is_dir() else editrt_home() / "engines"
 
 
 # -- environment ------------------------------------------------------------------------------

@@ -145,6 +145,7 @@ class FlexIT:
         backend: "torch", "onnxruntime", "tensorrt", or an :class:`~editrt.engines.EngineSet`:
             where the forward-only stages run (VQGAN encoder, CLIP text and image towers, final
             decode). The optimisation loop needs gradients and stays in torch (``config.autocast``).
+            "auto" is torch here: those stages are a few percent of an edit.
         precision: "fp32" | "fp16" | "bf16" for those stages (artifacts of that precision, built on
             first use; torch: autocast). Default fp32, or the EngineSet's.
     """
@@ -162,7 +163,7 @@ class FlexIT:
                  backend: "str | EngineSet" = "torch", precision: str | None = None):
         self.config = config or FlexITConfig()
         self.device = torch.device(device)
-        self.engines = EngineSet.of(backend, precision=precision, device=self.device)
+        self.engines = EngineSet.of(backend, precision=precision, device=self.device)  # "auto": torch
         if self.config.exact_reference and self.engines.backend != "torch":
             raise InputError(f"exact_reference reproduces the reference's torch loop: use backend='torch', "
                              f"not {self.engines.backend!r}")

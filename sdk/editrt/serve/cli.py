@@ -41,8 +41,9 @@ def add_subcommands(sub) -> None:
     p.add_argument("--metrics-port", type=int, default=8002, help="Prometheus metrics port (default 8002)")
     p.add_argument("--methods", type=_methods, default=P.METHODS, help=f"comma-separated (default {','.join(P.METHODS)})")
     p.add_argument("--no-clip-models", action="store_true", help="do not serve clip_text / clip_image")
-    p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime", "tensorrt"],
-                   help="runtime of the forward-only stages (engines built on first use)")
+    p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnxruntime", "tensorrt"],
+                   help="runtime of the forward-only stages (engines built on first use); auto: onnxruntime "
+                        "on CPU for direction edits on generators of 512 px and up, else torch")
     p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"], help="engine graph precision")
     p.add_argument("--max-batch", type=int, default=8, help="requests Triton fuses into one model call")
     p.add_argument("--queue-delay-us", type=int, default=5000, help="longest wait for a batch to fill")

@@ -29,7 +29,7 @@ class ModelSource:
     random_weights: bool = False
     weights_dir: Path | None = None
     corpus: Path | None = None  # FEU corpus index (editrt corpus build); built in memory when random
-    backend: str = "torch"  # torch | onnxruntime | tensorrt (engines built on first use)
+    backend: str = "auto"  # auto | torch | onnxruntime | tensorrt (engines built on first use)
     precision: str = "fp32"  # graph precision of the engines (engine backends only)
     device: str = "cpu"
     seed: int = 0  # seed of random weights
@@ -38,12 +38,12 @@ class ModelSource:
     def __post_init__(self):
         if self.toy and self.random_weights:
             raise InputError("choose --toy or --random-weights, not both")
-        if self.backend not in ("torch", "onnxruntime", "tensorrt"):
-            raise InputError(f"unknown backend {self.backend!r}; use torch, onnxruntime or tensorrt")
+        if self.backend not in ("auto", "torch", "onnxruntime", "tensorrt"):
+            raise InputError(f"unknown backend {self.backend!r}; use auto, torch, onnxruntime or tensorrt")
         if self.precision not in PRECISIONS:
             raise InputError(f"unknown precision {self.precision!r}; use one of {', '.join(PRECISIONS)}")
-        if self.backend == "torch" and self.precision != "fp32":
-            raise InputError("--precision applies to the onnxruntime and tensorrt backends; torch runs fp32")
+        if self.backend in ("auto", "torch") and self.precision != "fp32":
+            raise InputError(f"--precision applies to --backend onnxruntime and tensorrt; {self.backend} runs fp32")
 
     def common(self) -> dict:
         return dict(weights=self.weights_dir, device=self.device, allow_pickle=self.allow_pickle,
@@ -62,7 +62,7 @@ def load_editors(methods, source: ModelSource) -> dict:
             editor = _load_direction(method, source, shared)
             if not shared:
                 shared.update(fs3=editor.fs3, stats=editor.stats)  # resolved (or computed) once, now
-                if source.backend == "torch":
+                if editor.backend == "torch":
                     shared.update(generator=editor.generator, clip=editor.clip)
         else:
             raise InputError(f"unknown method {method!r}; serve any of {', '.join(P.METHODS)}")

@@ -41,9 +41,11 @@ class StyleEditor:
     network (offline smoke runs); fs3 / stats: explicit relevance matrix (path or tensor) and
     channel statistics (path or :class:`ChannelStats`).
 
-    backend: "torch" | "onnxruntime" | "tensorrt" or an :class:`~editrt.engines.EngineSet`, where
-    the forward-only stages run: CLIP text and image towers, StyleGAN2 synthesis, e4e, Delta
-    Mapper (``engines.run(stage, ...)`` at each call site). precision: "fp32" | "fp16" | "bf16"
+    backend: "auto" | "torch" | "onnxruntime" | "tensorrt" or an :class:`~editrt.engines.EngineSet`,
+    where the forward-only stages run: CLIP text and image towers, StyleGAN2 synthesis, e4e, Delta
+    Mapper (``engines.run(stage, ...)`` at each call site). "auto" (default): onnxruntime on CPU
+    for generators of 512 px and up (exported once into the engine store on first use; a stage
+    whose engine fails runs in torch), torch otherwise (:func:`editrt.engines.stages.auto_backend`). precision: "fp32" | "fp16" | "bf16"
     of those stages (default fp32, or the EngineSet's). The precomputations (channel statistics,
     relevance matrix, FEU corpus) run in torch.
     """
@@ -54,7 +56,7 @@ class StyleEditor:
     def __init__(self, generator=None, clip=None, config=None, *, weights: W.WeightsArg = None,
                  random_init: bool = False, seed: int = 0, device: str | torch.device = "cpu",
                  fs3: torch.Tensor | str | os.PathLike | None = None, stats=None, download: bool = False,
-                 allow_pickle: bool = False, backend: "str | EngineSet" = "torch", precision: str | None = None):
+                 allow_pickle: bool = False, backend: "str | EngineSet" = "auto", precision: str | None = None):
         from ...models.clip import ClipImageTower, ClipNet, ClipTextTower, load_clip
         from ...models.stylegan2 import StyleGAN2
 
@@ -78,7 +80,7 @@ class StyleEditor:
         self._stats_arg = stats
         self._stats: ChannelStats | None = None
         self._encoder = None
-        self.engines = EngineSet.of(backend, precision=precision, device=self.device)
+        self.engines = EngineSet.of(backend, precision=precision, device=self.device, synthesis_px=self.generator.size)
         self._loaded_here = {"generator": not isinstance(generator, StyleGAN2), "clip": not isinstance(clip, ClipNet)}
         if self._loaded_here["clip"]:
             self._register(self.clip)

@@ -69,7 +69,7 @@ class FEU(StyleEditor):
 
     def __init__(self, generator=None, clip=None, config: FEUConfig | None = None, *, corpus=None,
                  weights=None, random_init: bool = False, seed: int = 0, device="cpu", fs3=None, stats=None,
-                 download: bool = False, allow_pickle: bool = False, backend="torch", precision: str | None = None):
+                 download: bool = False, allow_pickle: bool = False, backend="auto", precision: str | None = None):
         config = config or (FEUConfig.preset("tiny") if random_init and generator is None else FEUConfig())
         super().__init__(generator, clip, config, weights=weights, random_init=random_init, seed=seed,
                          device=device, fs3=fs3, stats=stats, download=download, allow_pickle=allow_pickle,

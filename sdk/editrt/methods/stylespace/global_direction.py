@@ -66,7 +66,7 @@ class GlobalDirection(StyleEditor):
 
     def __init__(self, generator=None, clip=None, config: GlobalDirectionConfig | None = None, *,
                  weights=None, random_init: bool = False, seed: int = 0, device="cpu", fs3=None, stats=None,
-                 download: bool = False, allow_pickle: bool = False, backend="torch", precision: str | None = None):
+                 download: bool = False, allow_pickle: bool = False, backend="auto", precision: str | None = None):
         config = config or (GlobalDirectionConfig.preset("tiny") if random_init and generator is None
                             else GlobalDirectionConfig())
         super().__init__(generator, clip, config, weights=weights, random_init=random_init, seed=seed,
