@@ -67,6 +67,14 @@ def test_a_failing_engine_runs_in_torch_under_auto_only(monkeypatch, caplog):
         EngineSet("onnxruntime").run(stage, *code.styles)
 
 
+def test_a_network_without_a_spec_runs_in_torch_under_auto_only():
+    net = torch.nn.Linear(4, 2).eval()  # a custom network: no spec_name
+    x = torch.randn(3, 4)
+    assert torch.equal(EngineSet("onnxruntime", fallback=True).run(net, x), net(x).detach())
+    with pytest.raises(InputError, match="no registered spec"):
+        EngineSet("onnxruntime").run(net, x)
+
+
 def test_editors_resolve_auto_by_generator_size(monkeypatch, tmp_path):
     cfg = GlobalDirectionConfig.preset("tiny")
     assert GlobalDirection(config=cfg, random_init=True).backend == "torch"  # 32 px: below the threshold

@@ -258,7 +258,7 @@ class EngineSet:
             return self._run_torch(wrapper, tensors)
         try:
             eng = self.engine(wrapper)
-        except (EngineError, BackendUnavailable) as exc:
+        except (EngineError, BackendUnavailable, InputError) as exc:  # InputError: a network with no spec
             if not self.fallback:
                 raise
             log.warning("backend='auto': %s runs in torch, its %s engine failed: %s", stage, self.backend, exc)
