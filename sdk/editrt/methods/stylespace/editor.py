@@ -45,9 +45,9 @@ class StyleEditor:
     where the forward-only stages run: CLIP text and image towers, StyleGAN2 synthesis, e4e, Delta
     Mapper (``engines.run(stage, ...)`` at each call site). "auto" (default): onnxruntime on CPU
     for generators of 512 px and up (exported once into the engine store on first use; a stage
-    whose engine fails runs in torch), torch otherwise (:func:`editrt.engines.stages.auto_backend`). precision: "fp32" | "fp16" | "bf16"
-    of those stages (default fp32, or the EngineSet's). The precomputations (channel statistics,
-    relevance matrix, FEU corpus) run in torch.
+    whose engine fails runs in torch), torch otherwise (:func:`editrt.engines.stages.auto_backend`).
+    precision: "fp32" | "fp16" | "bf16" of those stages (default fp32, or the EngineSet's). The
+    precomputations (channel statistics, relevance matrix, FEU corpus) run in torch.
     """
 
     method = "style"
