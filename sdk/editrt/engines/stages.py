@@ -160,6 +160,9 @@ class EngineSet:
                  store: ArtifactStore | str | os.PathLike | None = None, rebuild: bool = True,
                  provider: str | None = None, cuda_graph: bool = False, shared_arena: bool = True,
                  fallback: bool = False):
+        if backend == "auto":
+            raise InputError("backend 'auto' depends on the pipeline's synthesis size: pass backend='auto' to an "
+                             "editor, or use EngineSet.of('auto', synthesis_px=...)")
         if backend not in BACKENDS:
             raise InputError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
         self.backend, self.precision, self.device = backend, check_precision(precision), torch.device(device)
