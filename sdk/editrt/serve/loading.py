@@ -102,8 +102,8 @@ def _load_direction(method: str, source: ModelSource, shared: dict):
         log.debug("--corpus applies to feu only; %s ignores it", method)
     if source.toy or source.random_weights:
         if source.toy:
-            log.warning("--toy: %s serves the seeded random tiny StyleGAN2 (no trained toy generator ships yet)",
-                        method)
+            log.warning("--toy: %s serves the seeded random tiny StyleGAN2: its photo path needs an e4e encoder, "
+                        "which the trained toy generator lacks (editrt demo shows the trained toy world)", method)
         return cls(config=config_cls.preset("tiny"), random_init=True, seed=source.seed, **kw)
     return cls(config=config_cls(), **kw)
 
