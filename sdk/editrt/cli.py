@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from . import __version__
-from .cli_args import RANDOM_WEIGHTS_WARNING, add_weights_args, check_device, check_texts, int_at_least, seed
+from .cli_args import BACKEND_CHOICES, RANDOM_WEIGHTS_WARNING, add_weights_args, check_device, check_texts, int_at_least, seed
 from .errors import EditrtError, InputError, OutputError
 
 log = logging.getLogger("editrt")
@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", help="start from a named FlexITConfig preset (paper, tiny, reference_final, ...)")
     p.add_argument("--seed", type=seed, default=0, help="seed of the augmentations and random weights (default 0)")
     p.add_argument("--report", type=Path, help="write a JSON report (losses per step, timings) here")
-    p.add_argument("--backend", default="torch", choices=["auto", "torch", "onnxruntime", "tensorrt"],
+    p.add_argument("--backend", default="torch", choices=BACKEND_CHOICES,
                    help="runtime of the one-time encoders and the final decode (auto: torch)")
     p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"],
                    help="precision of those stages (engine artifacts of that precision; torch: autocast)")

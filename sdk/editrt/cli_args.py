@@ -14,6 +14,9 @@ RANDOM_WEIGHTS_WARNING = (
     "or pass --weights-dir DIR.")
 
 
+# --backend of the edit commands ("auto": editrt.engines.stages.auto_backend; kept here, torch-free,
+# for the commands that must start without importing torch)
+BACKEND_CHOICES = ("auto", "torch", "onnxruntime", "tensorrt")
 SEED_MAX = 2**32 - 1  # numpy RandomState (StyleGAN2 samples) takes seeds in [0, 2**32)
 
 

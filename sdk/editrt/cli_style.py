@@ -65,6 +65,8 @@ def _network_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_subcommands(sub) -> None:
+    from .cli_args import BACKEND_CHOICES
+
     p = sub.add_parser("style-edit", help="StyleGAN2 edit from text: StyleCLIP global direction, FEU or DeltaEdit")
     p.add_argument("--method", choices=METHODS, default="global",
                    help="global: StyleCLIP global direction; feu: StyleCLIP-FEU; deltaedit: DeltaEdit (default global)")
@@ -77,7 +79,7 @@ def add_subcommands(sub) -> None:
                    "multiplier of the predicted delta)")
     p.add_argument("--beta", type=_beta, help="disentanglement threshold or 'auto' (global/feu)")
     p.add_argument("--threshold", type=float, help="DeltaEdit channel-mask threshold (default 0.03)")
-    p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnxruntime", "tensorrt"],
+    p.add_argument("--backend", default="auto", choices=BACKEND_CHOICES,
                    help="runtime of text encoder, synthesis, e4e and mapper (artifacts built on first use "
                         "into $EDITRT_ENGINES, ./engines if it exists, or $EDITRT_HOME/engines); auto: onnxruntime on CPU for "
                         "generators of 512 px and up, else torch")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..cli_args import check_device, int_at_least, seed
+from ..cli_args import BACKEND_CHOICES, check_device, int_at_least, seed
 from ..errors import InputError
 from .assembly import BASELINES, baseline_names, build_evaluation
 
@@ -54,8 +54,8 @@ def add_subcommands(sub) -> None:
     p.add_argument("--allow-pickle", action="store_true",
                    help="allow checkpoints that need full unpickling (executes code: trusted files only)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1")
-    p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime", "tensorrt"],
-                   help="runtime of FlexIT's one-time encoders and final decode")
+    p.add_argument("--backend", default="torch", choices=BACKEND_CHOICES,
+                   help="runtime of FlexIT's one-time encoders and final decode (auto: torch)")
     p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"],
                    help="precision of those stages (engine artifacts of that precision; torch: autocast)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -11,6 +11,7 @@ import json
 import sys
 from pathlib import Path
 
+from ..cli_args import BACKEND_CHOICES
 from ..errors import InputError
 from . import protocol as P
 
@@ -41,7 +42,7 @@ def add_subcommands(sub) -> None:
     p.add_argument("--metrics-port", type=int, default=8002, help="Prometheus metrics port (default 8002)")
     p.add_argument("--methods", type=_methods, default=P.METHODS, help=f"comma-separated (default {','.join(P.METHODS)})")
     p.add_argument("--no-clip-models", action="store_true", help="do not serve clip_text / clip_image")
-    p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnxruntime", "tensorrt"],
+    p.add_argument("--backend", default="auto", choices=BACKEND_CHOICES,
                    help="runtime of the forward-only stages (engines built on first use); auto: onnxruntime "
                         "on CPU for direction edits on generators of 512 px and up, else torch")
     p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"], help="engine graph precision")

@@ -13,6 +13,7 @@ import dataclasses
 import logging
 from pathlib import Path
 
+from ..cli_args import BACKEND_CHOICES
 from ..errors import InputError
 from . import protocol as P
 
@@ -38,8 +39,8 @@ class ModelSource:
     def __post_init__(self):
         if self.toy and self.random_weights:
             raise InputError("choose --toy or --random-weights, not both")
-        if self.backend not in ("auto", "torch", "onnxruntime", "tensorrt"):
-            raise InputError(f"unknown backend {self.backend!r}; use auto, torch, onnxruntime or tensorrt")
+        if self.backend not in BACKEND_CHOICES:
+            raise InputError(f"unknown backend {self.backend!r}; use {', '.join(BACKEND_CHOICES)}")
         if self.precision not in PRECISIONS:
             raise InputError(f"unknown precision {self.precision!r}; use one of {', '.join(PRECISIONS)}")
         if self.backend in ("auto", "torch") and self.precision != "fp32":
