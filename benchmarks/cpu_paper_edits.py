@@ -64,8 +64,9 @@ def _clear_text_cache(backend: str = "torch") -> None:
             del cache[key]
 
 
-def edit_variants(method: str, ed, ed_ort, code, alpha: float) -> dict[str, Callable]:
-    """name -> staged callable(mark) of one whole edit."""
+def edit_variants(method: str, ed, ed_ort, code, alpha: float, ed_ort_lean=None) -> dict[str, Callable]:
+    """name -> staged callable(mark) of one whole edit (``ed_ort_lean``: onnxruntime without
+    its CPU memory arena)."""
     ref = style_edits._reference_fn(method, ed, code, alpha)
     mine = style_edits._editrt_fn(method, ed, code, alpha)
 
@@ -75,20 +76,27 @@ def edit_variants(method: str, ed, ed_ort, code, alpha: float) -> dict[str, Call
     out = {"reference": ref, "editrt torch, new prompt": new_prompt, "editrt torch, cached prompt": mine}
     if ed_ort is not None:
         out["editrt onnxruntime, cached prompt"] = style_edits._editrt_fn(method, ed_ort, code, alpha)
+    if ed_ort_lean is not None:
+        out["editrt onnxruntime arena off, cached prompt"] = style_edits._editrt_fn(method, ed_ort_lean, code, alpha)
     return out
 
 
 def run_edits(method: str, batch: int, generator, clip, args, progress, device) -> list[dict]:
     ed = build_editor(method, args.preset, generator, clip, device)
-    ed_ort = None
+    ed_ort = ed_ort_lean = None
     if args.ort:
+        from editrt.engines.stages import EngineSet
+
         progress(f"edits: {method} onnxruntime engines (export on first use)")
         ed_ort = build_editor(method, args.preset, generator, clip, device, backend="onnxruntime")
         ed_ort._fs3, ed_ort._stats = ed.fs3, ed.stats
+        ed_ort_lean = build_editor(method, args.preset, generator, clip, device,
+                                   backend=EngineSet("onnxruntime", device=device, cpu_arena=False))
+        ed_ort_lean._fs3, ed_ort_lean._stats = ed.fs3, ed.stats
     code = ed.codes_from_seeds(list(range(batch)))
     alpha = float(getattr(ed.config, "alpha", getattr(ed.config, "strength", 1.0)))
     _ = ed.fs3, ed.stats
-    fns = edit_variants(method, ed, ed_ort, code, alpha)
+    fns = edit_variants(method, ed, ed_ort, code, alpha, ed_ort_lean)
     # warm the caches a cached-prompt run relies on (and the ORT session) outside the timing
     for name in [n for n in fns if "cached" in n]:
         progress(f"edits: {method} B={batch} warm {name}")
@@ -274,11 +282,13 @@ def synthesis_backends_section(args, progress) -> tuple[list[dict], dict[str, An
         stage = SynthesisExport(g)
         code = g.styles_from_w(g.mapping(torch.randn(1, g.style_dim, generator=torch.Generator().manual_seed(1))))
         with tempfile.TemporaryDirectory() as tmp:
-            sets = {"torch": EngineSet("torch"), "onnxruntime": EngineSet("onnxruntime", store=ArtifactStore(tmp))}
+            sets = {"torch": EngineSet("torch"), "onnxruntime": EngineSet("onnxruntime", store=ArtifactStore(tmp)),
+                    "onnxruntime arena off": EngineSet("onnxruntime", store=ArtifactStore(tmp), cpu_arena=False)}
             progress(f"synthesis {name}: first onnxruntime use (export + check)")
             t0 = time.perf_counter()
             sets["onnxruntime"].engine(stage)
             findings[f"{name} first onnxruntime use seconds"] = round(time.perf_counter() - t0, 1)
+            sets["onnxruntime arena off"].engine(stage)  # the stored graph: no second export
 
             @torch.no_grad()
             def run(backend):
@@ -286,7 +296,51 @@ def synthesis_backends_section(args, progress) -> tuple[list[dict], dict[str, An
             fns = {b: (1, lambda b=b: run(b)) for b in sets}
             rows += _per_image_rows(f"synthesis {name} ({g.size} px) B=1 by backend", fns, args.rounds, progress,
                                     precision="fp32", params={"generator": name, "size": g.size})
+            for variant in sets:
+                progress(f"synthesis {name}: memory of {variant} in a fresh process")
+                findings[f"{name} memory MB, {variant}"] = _memory_in_child(name, tmp, variant, args.threads)
     return rows, findings
+
+
+def _memory_in_child(name: str, store: str, variant: str, threads: int | None) -> dict[str, Any]:
+    """Resident memory (MB) around two batch-1 syntheses in a fresh interpreter: after loading,
+    the sampled peak during the calls, after them. In one process the memory an arena keeps
+    would count against the next variant."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import json, sys; sys.path.insert(0, sys.argv[1]); import cpu_paper_edits as m; "
+            "print(json.dumps(m.synthesis_memory_child(*sys.argv[2:])))")
+    out = subprocess.run([sys.executable, "-c", code, str(Path(__file__).parent), name, store, variant,
+                          str(threads or 0)], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def synthesis_memory_child(name: str, store: str, variant: str, threads: str) -> dict[str, Any]:
+    import psutil
+
+    from editrt.engines.stages import EngineSet
+    from editrt.engines.store import ArtifactStore
+    from editrt.models.stylegan2 import StyleGAN2, SynthesisExport
+
+    if int(threads):
+        torch.set_num_threads(int(threads))
+    g = StyleGAN2.load(name, random_init=True, seed=0)
+    stage = SynthesisExport(g)
+    code = g.styles_from_w(g.mapping(torch.randn(1, g.style_dim, generator=torch.Generator().manual_seed(1))))
+    es = (EngineSet("torch") if variant == "torch" else
+          EngineSet("onnxruntime", store=ArtifactStore(store), rebuild=False, cpu_arena=variant == "onnxruntime"))
+    rss = lambda: psutil.Process().memory_info().rss / 2**20  # noqa: E731
+    with torch.no_grad():
+        if variant != "torch":
+            es.engine(stage)
+        ready = rss()
+        with harness.RSSSampler() as sampled:
+            for _ in range(2):
+                es.run(stage, *code.styles)
+    return {"after_load": round(ready), "peak_during_calls": round(sampled.peak / 2**20), "after_calls": round(rss())}
 
 
 def flexit_batch_rows(preset: str, batches, rounds: int, progress) -> list[dict]:

@@ -172,6 +172,38 @@ def test_clones_run_in_threads(store, modules):
         assert torch.equal(g, e)
 
 
+def test_cpu_arena_setting_reaches_the_session_and_changes_no_result(store, modules):
+    from editrt.engines.stages import EngineSet
+    from editrt.models.stylegan2 import SynthesisExport
+
+    stage = SynthesisExport(_module(modules, "stylegan2/tiny/synthesis").generator)
+    feeds = get_spec("stylegan2/tiny/synthesis").sample_inputs(seed=3, B=2)
+    sets = {arena: EngineSet("onnxruntime", store=store, cpu_arena=arena) for arena in (True, False)}
+    outs = {}
+    for arena, es in sets.items():
+        engine = es.engine(stage)
+        assert engine.session.get_session_options().enable_cpu_mem_arena is arena
+        assert engine.clone().cpu_arena is arena
+        outs[arena] = es.run(stage, *feeds.values())
+    assert torch.equal(outs[True], outs[False])
+
+
+def test_cpu_arena_default_comes_from_the_environment(store, monkeypatch):
+    from editrt.engines.onnxruntime_backend import ARENA_ENV
+
+    name = "stylegan2/tiny/mapping"
+    art = build_onnx(get_spec(name), store=store, random_init=True, seed=0)
+    monkeypatch.delenv(ARENA_ENV, raising=False)
+    assert OrtEngine(get_spec(name), art.path).cpu_arena  # on unless asked
+    monkeypatch.setenv(ARENA_ENV, "off")
+    engine = OrtEngine(get_spec(name), art.path)
+    assert not engine.cpu_arena and not engine.session.get_session_options().enable_cpu_mem_arena
+    assert OrtEngine(get_spec(name), art.path, cpu_arena=True).cpu_arena  # an explicit choice wins
+    monkeypatch.setenv(ARENA_ENV, "sometimes")
+    with pytest.raises(InputError, match=ARENA_ENV):
+        OrtEngine(get_spec(name), art.path)
+
+
 def test_resolve_models_groups():
     assert resolve_models(["stylegan2/tiny"]) == ["stylegan2/tiny/mapping", "stylegan2/tiny/styles",
                                                    "stylegan2/tiny/synthesis"]

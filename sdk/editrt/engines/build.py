@@ -87,7 +87,8 @@ def compare_with_torch(path: str | os.PathLike, module: torch.nn.Module, spec: M
     from .torch_backend import as_output_dict
 
     try:
-        engine = OrtEngine(spec, path, provider="cpu", precision=precision)
+        # a one-off session over several batch sizes: no arena to keep their peak
+        engine = OrtEngine(spec, path, provider="cpu", precision=precision, cpu_arena=False)
     except EngineError as exc:
         if precision == "bf16":
             return {"skipped": f"onnxruntime CPU cannot run this bf16 graph: {str(exc)[:200]}"}

@@ -77,13 +77,13 @@ def open_engine(spec: ModelSpec | str, backend: str = "onnxruntime", *, store: A
                 precision: str = "fp32", weights=None, random_init: bool = False, seed: int = 0,
                 module: torch.nn.Module | None = None, weights_id: str | None = None,
                 device: str | torch.device = "cpu", rebuild: bool = True, provider: str | None = None,
-                cuda_graph: bool = False, arena=None, compile: str | None = None) -> Engine:
+                cuda_graph: bool = False, arena=None, compile: str | None = None, cpu_arena: bool | None = None) -> Engine:
     """An :class:`Engine` for ``spec`` on ``backend``.
 
     torch: the module (given, or built from the weights). onnxruntime / tensorrt: the store's
     artifact, exported/built first when missing and ``rebuild`` is True (else EngineError).
     ``module`` is used to export (no second load) and, without ``weights_id``, hashed as the
-    weights identity.
+    weights identity. ``cpu_arena``: onnxruntime's CPU memory arena (see :class:`OrtEngine`).
     """
     spec = get_spec(spec) if isinstance(spec, str) else spec
     if backend not in BACKENDS:
@@ -107,7 +107,7 @@ def open_engine(spec: ModelSpec | str, backend: str = "onnxruntime", *, store: A
         provider = provider or default_provider(device)
         return OrtEngine(spec, art.path, provider=provider, device=device if provider != "cpu" else None,
                          precision=precision, trt_cache_dir=store.ort_trt_cache_dir(art.key, device),
-                         cuda_graph=cuda_graph)
+                         cuda_graph=cuda_graph, cpu_arena=cpu_arena)
     from .build import build_plan
     from .tensorrt_backend import TrtEngine
 
@@ -150,6 +150,8 @@ class EngineSet:
         rebuild: build missing or stale artifacts (else EngineError naming what differs).
         provider: onnxruntime execution provider (default: the best for ``device``).
         shared_arena: TensorRT engines share one activation buffer (they run one after another).
+        cpu_arena: onnxruntime's CPU memory arena (None: ``$EDITRT_ORT_CPU_ARENA``, default on:
+            faster, keeps its peak; see :class:`~editrt.engines.onnxruntime_backend.OrtEngine`).
 
     Weights identity: a network registered with :meth:`register` (the method loaded it from
     ``weights`` / ``random_init`` / ``seed``) is keyed by its checkpoint files' hash or seed;
@@ -159,7 +161,7 @@ class EngineSet:
     def __init__(self, backend: str = "torch", *, precision: str = "fp32", device: str | torch.device = "cpu",
                  store: ArtifactStore | str | os.PathLike | None = None, rebuild: bool = True,
                  provider: str | None = None, cuda_graph: bool = False, shared_arena: bool = True,
-                 fallback: bool = False):
+                 fallback: bool = False, cpu_arena: bool | None = None):
         if backend == "auto":
             raise InputError("backend 'auto' depends on the pipeline's synthesis size: pass backend='auto' to an "
                              "editor, or use EngineSet.of('auto', synthesis_px=...)")
@@ -167,7 +169,7 @@ class EngineSet:
             raise InputError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
         self.backend, self.precision, self.device = backend, check_precision(precision), torch.device(device)
         self.store = store if isinstance(store, ArtifactStore) else ArtifactStore(store)
-        self.rebuild, self.provider, self.cuda_graph = rebuild, provider, cuda_graph
+        self.rebuild, self.provider, self.cuda_graph, self.cpu_arena = rebuild, provider, cuda_graph, cpu_arena
         self.fallback = fallback  # a stage whose engine cannot be built or opened runs in torch
         self._torch_only: set[str] = set()
         self.arena = None
@@ -231,7 +233,7 @@ class EngineSet:
                 self._engines[name] = open_engine(
                     name, self.backend, store=self.store, precision=self.precision, module=wrapper, weights_id=wid,
                     device=self.device, rebuild=self.rebuild, provider=self.provider, cuda_graph=self.cuda_graph,
-                    arena=self.arena)
+                    arena=self.arena, cpu_arena=self.cpu_arena)
         return self._engines[name]
 
     def _count(self, stage: str, items: int) -> None:
