@@ -23,16 +23,17 @@ Sections:
           peak RSS per variant; per network forward and backward at fp32 / bf16 / bf16 +
           channels_last; the drift of a bf16 edit against fp32 (same seed, same views).
   edits   text -> edited 1024 px image for global directions, FEU and DeltaEdit, batch 1 and 4,
-          torch and onnxruntime, a new prompt (text cache cleared) and a cached one, by stage,
-          against the reference loops of benchmarks/style_edits.py.
+          torch and onnxruntime (with --ort; its CPU arena on and off), a new prompt (text cache
+          cleared) and a cached one, by stage, against the reference loops of benchmarks/style_edits.py.
   text    the 2 x 79 templated prompts of a new prompt pair: reference vs editrt, interleaved;
           with --ort also onnxruntime: a fixed 77-token graph (rows padded) vs the dynamic
           token-axis graph (padded, and trimmed as template_embeddings runs it).
   batch   per-image time at batch 1, 2, 4, 8: StyleGAN2 synthesis (256 and 1024 px) raw and
           chunked at the default batch, FlexIT steps (tiny preset, and paper batch 2), and
           direction edits.
-  synthesis  StyleGAN2 synthesis at batch 1, torch vs onnxruntime, per generator size, and the
-          first onnxruntime use (export + check into an empty store): what backend="auto" picks.
+  synthesis  StyleGAN2 synthesis at batch 1, torch vs onnxruntime (arena on and off), per generator
+          size, the first onnxruntime use (export + check into an empty store) and each variant's
+          memory in a fresh process: what backend="auto" picks.
   compile FlexIT with torch.compile (inductor) on CPU: the first step (compile included) with a
           cold and then a warm compiled-artifact cache (TORCHINDUCTOR_CACHE_DIR), each in a fresh
           process, and the steady-state step against eager, interleaved.

@@ -266,9 +266,10 @@ def synthesis_batch_rows(generator_name: str, batches, rounds: int, progress) ->
 
 
 def synthesis_backends_section(args, progress) -> tuple[list[dict], dict[str, Any]]:
-    """Synthesis at batch 1 in torch and in onnxruntime for each generator size, and what the
-    first onnxruntime use costs (export + check against torch, into an empty store): the
-    measurements behind the CPU choice of ``backend="auto"`` (editrt.engines.stages)."""
+    """Synthesis at batch 1 in torch and in onnxruntime (with and without its CPU memory arena)
+    for each generator size, what the first onnxruntime use costs (export + check against torch,
+    into an empty store) and each variant's memory in a fresh process: the measurements behind
+    the CPU choice of ``backend="auto"`` (editrt.engines.stages) and the arena default."""
     import tempfile
 
     from editrt.engines.stages import EngineSet
