@@ -84,10 +84,11 @@ class OrtEngine(Engine):
         threads: intra-op threads (default: torch's setting).
         cpu_arena: onnxruntime's CPU memory arena (CPU provider); None: ``$EDITRT_ORT_CPU_ARENA``
             ("0"/"off" turns it off), else on. On: buffers freed during a run are reused (no
-            fresh pages per tensor); a batch-1 1024 px synthesis ran 1.22x faster (2.26 against
-            2.75 s, one thread) but keeps ~1.2 GB after the call (the arena grows in powers of
-            two and never shrinks; callers run big generators one image per call). Off: tensors
-            go back to the allocator after each node and memory follows the live tensors.
+            fresh pages per tensor); a batch-1 1024 px synthesis ran 1.21x faster (2.76 against
+            3.33 s, one thread), its peak 0.5 GB higher and kept after the call (the arena grows
+            in powers of two and never shrinks; callers run big generators one image per call).
+            Off: tensors go back to the allocator after each node and memory follows the live
+            tensors.
     """
 
     backend = "onnxruntime"
