@@ -40,8 +40,12 @@ def _interrupt_after_first_rows(out: Path, sig: int, min_rows: int) -> tuple[int
     """Run the CLI in a child process, send ``sig`` once the checkpoint holds ``min_rows`` rows."""
     partial = out.with_name(out.name + ".partial.safetensors")
     env = {**os.environ, "PYTHONPATH": str(SDK), "OMP_NUM_THREADS": "1"}
+    # SIGINT back to its default in the child, as for a foreground Ctrl-C: a suite started as a
+    # background job of a non-interactive shell inherits SIGINT ignored, and Python then installs
+    # no KeyboardInterrupt handler (the child would finish its work and exit 0)
     proc = subprocess.Popen([sys.executable, "-m", "editrt.cli", *ARGS, "-o", str(out)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
         if partial.exists() and _rows_done(partial) >= min_rows:
