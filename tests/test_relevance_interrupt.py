@@ -21,12 +21,9 @@ from editrt.cli import main
 from editrt.methods.stylespace.provenance import load_tensors
 
 SDK = Path(__file__).resolve().parents[1] / "sdk"
-# batches of whole channels (16 images = 4 rows at 2 images per channel, each +/-): a resumed run
-# groups its work exactly as an uninterrupted one, so the result is bitwise equal. Two images per
-# channel keep the run long enough (~8 s of work) that the signal lands before it ends on a loaded
-# machine (with one, a run once finished between the first checkpoint and the signal).
-ARGS = ["relevance", "--random-weights", "--no-progress", "--images", "2", "--batch-size", "16",
-        "--checkpoint-every", "4"]
+# batches of whole channels (16 images = 8 rows at 1 image per channel): a resumed run groups its
+# work exactly as an uninterrupted one, so the result is bitwise equal
+ARGS = ["relevance", "--random-weights", "--no-progress", "--batch-size", "16", "--checkpoint-every", "4"]
 
 
 def _rows_done(partial: Path) -> int:
