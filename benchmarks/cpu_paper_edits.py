@@ -274,14 +274,11 @@ def synthesis_backends_section(args, progress) -> tuple[list[dict], dict[str, An
 
     from editrt.engines.stages import EngineSet
     from editrt.engines.store import ArtifactStore
-    from editrt.models.stylegan2 import StyleGAN2, SynthesisExport
 
     rows: list[dict] = []
     findings: dict[str, Any] = {}
     for name in args.synthesis_generators:
-        g = StyleGAN2.load(name, random_init=True, seed=0)
-        stage = SynthesisExport(g)
-        code = g.styles_from_w(g.mapping(torch.randn(1, g.style_dim, generator=torch.Generator().manual_seed(1))))
+        g, stage, code = _synthesis_case(name)
         with tempfile.TemporaryDirectory() as tmp:
             sets = {"torch": EngineSet("torch"), "onnxruntime": EngineSet("onnxruntime", store=ArtifactStore(tmp)),
                     "onnxruntime arena off": EngineSet("onnxruntime", store=ArtifactStore(tmp), cpu_arena=False)}
@@ -301,6 +298,15 @@ def synthesis_backends_section(args, progress) -> tuple[list[dict], dict[str, An
                 progress(f"synthesis {name}: memory of {variant} in a fresh process")
                 findings[f"{name} memory MB, {variant}"] = _memory_in_child(name, tmp, variant, args.threads)
     return rows, findings
+
+
+def _synthesis_case(name: str):
+    """(seeded random generator, its synthesis stage, one seeded StyleCode) for ``name``."""
+    from editrt.models.stylegan2 import StyleGAN2, SynthesisExport
+
+    g = StyleGAN2.load(name, random_init=True, seed=0)
+    code = g.styles_from_w(g.mapping(torch.randn(1, g.style_dim, generator=torch.Generator().manual_seed(1))))
+    return g, SynthesisExport(g), code
 
 
 def _memory_in_child(name: str, store: str, variant: str, threads: int | None) -> dict[str, Any]:
@@ -324,13 +330,10 @@ def synthesis_memory_child(name: str, store: str, variant: str, threads: str) ->
 
     from editrt.engines.stages import EngineSet
     from editrt.engines.store import ArtifactStore
-    from editrt.models.stylegan2 import StyleGAN2, SynthesisExport
 
     if int(threads):
         torch.set_num_threads(int(threads))
-    g = StyleGAN2.load(name, random_init=True, seed=0)
-    stage = SynthesisExport(g)
-    code = g.styles_from_w(g.mapping(torch.randn(1, g.style_dim, generator=torch.Generator().manual_seed(1))))
+    _, stage, code = _synthesis_case(name)  # the parent's weights: its stored graph matches
     es = (EngineSet("torch") if variant == "torch" else
           EngineSet("onnxruntime", store=ArtifactStore(store), rebuild=False, cpu_arena=variant == "onnxruntime"))
     rss = lambda: psutil.Process().memory_info().rss / 2**20  # noqa: E731

@@ -47,10 +47,10 @@ def default_provider(device: torch.device) -> str:
 
 # backend="auto" (the direction editors' default) on CPU: onnxruntime for fp32 StyleGAN2 synthesis
 # from this size up, torch below it. Batch-1 synthesis, one thread, interleaved rounds
-# (benchmarks/cpu_paper.py synthesis): onnxruntime 1.15x torch at 256 px, 1.42x at 512, 1.52x at
-# 1024 (2.8x at 32 px, but 4 ms saved per image). Its cost: the first use exports and checks the
-# graph once per store (27 s at 256 px, 39 s at 512, 55 s at 1024), and each process opens the
-# stored graph (3.6 s at 1024, file hash included).
+# (benchmarks/cpu_paper.py synthesis, CPU arena on): onnxruntime 1.38x torch at 256 px, 1.82x at
+# 512, 1.90x at 1024 (2.5x at 32 px, but 4 ms saved per image). Its cost: the first use exports
+# and checks the graph once per store (24 s at 256 px, 37 s at 512, 46 s at 1024), and each
+# process opens the stored graph (3.6 s at 1024, file hash included).
 AUTO_ONNXRUNTIME_FROM_PX = 512
 
 
