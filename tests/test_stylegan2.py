@@ -218,6 +218,32 @@ def test_w_to_s_to_image_equals_forward_from_w():
         assert not torch.allclose(G.synthesize(code, noise="none"), img, atol=1e-3)  # noise path is live
 
 
+def test_activation_form_defers_the_gain_and_keeps_the_clamp():
+    """The activation form moves each layer's sqrt(2) onto its readers' styles; with an active
+    conv_clamp the clamp still bounds the true activation, as the grouped (rosinality) form does."""
+    import dataclasses
+
+    G0 = _perturbed_tiny(5)
+    G = StyleGAN2(dataclasses.replace(G0.config, conv_clamp=0.4))
+    G.load_state_dict(G0.state_dict())
+    G.latent_avg.copy_(G0.latent_avg)
+    code = G.styles_from_w(G.style(torch.randn(2, 64, generator=torch.Generator().manual_seed(3))))
+    with torch.no_grad():
+        act, grp = G.synthesize(code), G.synthesize(code, modconv="grouped")
+        unclamped = G0.synthesize(code)
+    assert (act - unclamped).abs().max() > 0.05  # the clamp is active at 0.4
+    torch.testing.assert_close(act, grp, atol=1e-5, rtol=1e-5)
+    layer = G0.convs[0]
+    x = torch.randn(2, layer.conv.in_channel, 4, 4)
+    s = code.styles[2]
+    with torch.no_grad():
+        deferred = layer(x, s, None, defer_gain=True) * math.sqrt(2)
+        torch.testing.assert_close(deferred, layer(x, s, None), atol=1e-6, rtol=1e-6)
+        torch.testing.assert_close(layer.conv(x, s, in_gain=2.0), layer.conv(2 * x, s), atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="activation form only"):
+        layer.conv(x, s, "grouped", in_gain=2.0)
+
+
 def test_truncation():
     G = _perturbed_tiny(4)
     z = torch.randn(3, 64, generator=torch.Generator().manual_seed(2))

@@ -61,7 +61,8 @@ from ..weights import WeightsArg, load_into, resolve, seeded
 from . import stylegan2_convert as convert
 from .stylegan2_config import STYLEGAN2_CONFIGS, StyleGAN2Config, get_config  # noqa: F401
 from .registry import ModelSpec, TensorSpec, register_provider
-from .stylegan2_ops import MODCONV_MODES, ConstantInput, EqualLinear, ModulatedConv2d, PixelNorm, StyledConv, ToRGB
+from .stylegan2_ops import (LRELU_GAIN, MODCONV_MODES, ConstantInput, EqualLinear, ModulatedConv2d, PixelNorm,
+                            StyledConv, ToRGB)
 
 log = logging.getLogger(__name__)
 
@@ -562,13 +563,16 @@ class StyleGAN2(nn.Module):
         s = code.styles
         noises = self._noise_list(noise, s[0])
         clamp = self.config.conv_clamp
-        x = self.conv1(self.input(s[0]), s[0], noises[0], modconv, clamp)
-        skip = self.to_rgb1(x, s[1], None, modconv, clamp)
+        # activation form: each StyledConv leaves its sqrt(2) gain to its readers' styles (stylegan2_ops)
+        defer = modconv == "activation"
+        g = LRELU_GAIN if defer else 1.0
+        x = self.conv1(self.input(s[0]), s[0], noises[0], modconv, clamp, defer_gain=defer)
+        skip = self.to_rgb1(x, s[1], None, modconv, clamp, in_gain=g)
         for k, to_rgb in enumerate(self.to_rgbs):
             j = 2 + 3 * k  # conv0, conv1, torgb of block k in layout order
-            x = self.convs[2 * k](x, s[j], noises[1 + 2 * k], modconv, clamp)
-            x = self.convs[2 * k + 1](x, s[j + 1], noises[2 + 2 * k], modconv, clamp)
-            skip = to_rgb(x, s[j + 2], skip, modconv, clamp)
+            x = self.convs[2 * k](x, s[j], noises[1 + 2 * k], modconv, clamp, in_gain=g, defer_gain=defer)
+            x = self.convs[2 * k + 1](x, s[j + 1], noises[2 + 2 * k], modconv, clamp, in_gain=g, defer_gain=defer)
+            skip = to_rgb(x, s[j + 2], skip, modconv, clamp, in_gain=g)
         return skip
 
     def generate(self, z: torch.Tensor | None = None, *, w: torch.Tensor | None = None, psi: float = 1.0,

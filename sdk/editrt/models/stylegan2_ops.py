@@ -15,6 +15,12 @@ Two forms of the modulated convolution are provided (:class:`ModulatedConv2d`):
   coefficients are computed in fp32 whatever the activation dtype, because ``s^2 W^2`` summed
   over up to 512 x 9 terms is where an fp16 graph overflows (NVIDIA's code pre-normalises for
   the same reason); the product is cast back to the activation dtype.
+
+In the activation form the synthesis also moves the leaky ReLU's ``sqrt(2)`` gain from each
+layer's output onto the styles of the layers that read it (``in_gain``): every consumer of a
+StyledConv output is a modulated conv, and ``(sqrt2 * a) * s = a * (sqrt2 * s)``, so one
+full-resolution multiply per layer becomes a multiply of the [B, C] style (round-off level
+change; demodulation still uses the style itself).
 """
 
 from __future__ import annotations
@@ -63,10 +69,12 @@ def depthwise_filter(kernel: torch.Tensor, channels: int) -> torch.Tensor:
     return torch.flip(kernel, [0, 1])[None, None].expand(channels, 1, -1, -1)
 
 
-def bias_leaky_relu(x: torch.Tensor, bias: torch.Tensor, bias_scale: float = 1.0) -> torch.Tensor:
-    """rosinality ``fused_leaky_relu``: ``leaky_relu(x + bias, 0.2) * sqrt(2)``, bias on dim 1."""
+def bias_leaky_relu(x: torch.Tensor, bias: torch.Tensor, bias_scale: float = 1.0, gain: bool = True) -> torch.Tensor:
+    """rosinality ``fused_leaky_relu``: ``leaky_relu(x + bias, 0.2) * sqrt(2)``, bias on dim 1
+    (``gain=False``: without the ``sqrt(2)``, which the caller then owes the consumers)."""
     shape = (1, -1) + (1,) * (x.ndim - 2)
-    return F.leaky_relu(x + (bias * bias_scale).view(shape), LRELU_SLOPE) * LRELU_GAIN
+    out = F.leaky_relu(x + (bias * bias_scale).view(shape), LRELU_SLOPE)
+    return out * LRELU_GAIN if gain else out
 
 
 class PixelNorm(nn.Module):
@@ -148,9 +156,13 @@ class ModulatedConv2d(nn.Module):
             p = (len(blur_taps) - factor) - (kernel_size - 1)
             self.blur = Blur(blur_taps, ((p + 1) // 2 + factor - 1, p // 2 + 1), gain=factor**2)
 
-    def forward(self, x: torch.Tensor, s: torch.Tensor, mode: str = "activation") -> torch.Tensor:
+    def forward(self, x: torch.Tensor, s: torch.Tensor, mode: str = "activation", in_gain: float = 1.0
+                ) -> torch.Tensor:
+        """``in_gain``: a scalar the true input is ``x`` times (activation form only)."""
         if mode == "activation":
-            return self.forward_activation(x, s)
+            return self.forward_activation(x, s, in_gain)
+        if in_gain != 1.0:
+            raise ValueError("in_gain is for the activation form only")
         if mode == "grouped":
             return self.forward_grouped(x, s)
         raise ValueError(f"modulated conv mode must be one of {MODCONV_MODES}, got {mode!r}")
@@ -177,14 +189,14 @@ class ModulatedConv2d(nn.Module):
             wsq_t = (self.weight[0].float() * self.scale).square().sum(dim=(2, 3)).t()
         return torch.rsqrt(s.float().square() @ wsq_t.float() + DEMOD_EPS)
 
-    def forward_activation(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    def forward_activation(self, x: torch.Tensor, s: torch.Tensor, in_gain: float = 1.0) -> torch.Tensor:
         frozen = getattr(self, "frozen_weight", None)
         if frozen is not None:
             weight = frozen.to(x.dtype)  # already transposed for the upsampling conv
         else:
             weight = (self.weight[0] * self.scale).to(x.dtype)
             weight = weight.transpose(0, 1) if self.upsample else weight
-        x = x * s.to(x.dtype)[:, :, None, None]
+        x = x * (s * in_gain if in_gain != 1.0 else s).to(x.dtype)[:, :, None, None]
         if self.upsample:
             out = self.blur(F.conv_transpose2d(x, weight, stride=2))
         else:
@@ -228,8 +240,8 @@ class BiasLeakyReLU(nn.Module):
         super().__init__()
         self.bias = nn.Parameter(torch.zeros(channels))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return bias_leaky_relu(x, self.bias.to(x.dtype))
+    def forward(self, x: torch.Tensor, gain: bool = True) -> torch.Tensor:
+        return bias_leaky_relu(x, self.bias.to(x.dtype), gain=gain)
 
 
 class StyledConv(nn.Module):
@@ -243,9 +255,14 @@ class StyledConv(nn.Module):
         self.activate = BiasLeakyReLU(out_ch)
 
     def forward(self, x: torch.Tensor, s: torch.Tensor, noise: torch.Tensor | None, mode: str = "activation",
-                clamp: float | None = None) -> torch.Tensor:
-        out = self.activate(self.noise(self.conv(x, s, mode), noise))
-        return out if clamp is None else out.clamp(-clamp, clamp)
+                clamp: float | None = None, in_gain: float = 1.0, defer_gain: bool = False) -> torch.Tensor:
+        """``defer_gain``: return the activation without its ``sqrt(2)`` (clamped at ``clamp / sqrt(2)``,
+        the same bound on the true value); the consumers pass ``in_gain=sqrt(2)``."""
+        out = self.activate(self.noise(self.conv(x, s, mode, in_gain), noise), gain=not defer_gain)
+        if clamp is None:
+            return out
+        c = clamp / LRELU_GAIN if defer_gain else clamp
+        return out.clamp(-c, c)
 
 
 class ToRGB(nn.Module):
@@ -260,8 +277,8 @@ class ToRGB(nn.Module):
         self.bias = nn.Parameter(torch.zeros(1, 3, 1, 1))
 
     def forward(self, x: torch.Tensor, s: torch.Tensor, skip: torch.Tensor | None, mode: str = "activation",
-                clamp: float | None = None) -> torch.Tensor:
-        out = self.conv(x, s, mode) + self.bias.to(x.dtype)
+                clamp: float | None = None, in_gain: float = 1.0) -> torch.Tensor:
+        out = self.conv(x, s, mode, in_gain) + self.bias.to(x.dtype)
         if clamp is not None:
             out = out.clamp(-clamp, clamp)
         if skip is not None:

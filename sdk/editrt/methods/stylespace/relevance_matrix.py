@@ -69,7 +69,8 @@ def get_fs(feats: torch.Tensor) -> torch.Tensor:
 
 def to_uint8_truncate(images: torch.Tensor) -> torch.Tensor:
     """[-1, 1] float images -> uint8 by ``(x+1)*255/2``, clamp, truncation (StyleCLIP torch)."""
-    return ((images.float() + 1) * (255 / 2)).clamp(0, 255).to(torch.uint8)
+    # one float temporary, scaled and clamped in place (x * 127.5 == x * 255 / 2 in binary floats)
+    return (images.float() + 1).mul_(255 / 2).clamp_(0, 255).to(torch.uint8)
 
 
 @torch.no_grad()
