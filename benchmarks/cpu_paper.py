@@ -50,7 +50,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -155,14 +155,39 @@ def cfg_label(cfg) -> str:
     return "tiny" if cfg.vqgan == "tiny" else "paper"
 
 
-FLEXIT_VARIANTS = {  # name -> (autocast, channels_last, per-network backward[, ViT towers in bf16 too])
-    "editrt fp32, joint backward": ("off", False, False),
-    "editrt fp32": ("off", False, True),
-    "editrt fp32 channels_last": ("off", True, True),
-    "editrt bf16": ("bf16", False, True),
-    "editrt bf16 channels_last": ("bf16", True, True),
-    "editrt bf16 channels_last, ViT in bf16": ("bf16", True, True, True),
+class Variant(NamedTuple):
+    autocast: str
+    channels_last: bool
+    per_network: bool  # per-network backward (False: one joint backward)
+    vit_bf16: bool = False  # the ViT towers follow autocast too (FlexIT keeps them fp32 on CPU)
+    batchnorm_folded: bool = True  # as FlexIT does to the ResNet towers it loads itself
+
+
+FLEXIT_VARIANTS = {
+    "editrt fp32, joint backward": Variant("off", False, False),
+    "editrt fp32, BatchNorm not folded": Variant("off", False, True, batchnorm_folded=False),
+    "editrt fp32": Variant("off", False, True),
+    "editrt fp32 channels_last": Variant("off", True, True),
+    "editrt bf16": Variant("bf16", False, True),
+    "editrt bf16 channels_last": Variant("bf16", True, True),
+    "editrt bf16 channels_last, ViT in bf16": Variant("bf16", True, True, vit_bf16=True),
 }
+
+
+def folded_ensemble(clip):
+    """The ensemble FlexIT builds when it loads the nets itself: each ResNet tower a copy with its
+    BatchNorms folded into the convs (``ClipNet.fold_batchnorm``); the others shared."""
+    import copy
+
+    from editrt.models.clip import ClipEnsemble
+
+    def fold(net):
+        if not any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules()):
+            return net
+        net = copy.deepcopy(net)
+        net.fold_batchnorm()
+        return net
+    return ClipEnsemble([fold(n) for n in clip])
 
 
 def run_flexit_steps(models, cfg, rounds: int, label: str, variants=FLEXIT_VARIANTS,
@@ -176,15 +201,17 @@ def run_flexit_steps(models, cfg, rounds: int, label: str, variants=FLEXIT_VARIA
 
     image = flexit_loop.input_image(cfg, torch.device("cpu"), 1)
     fns, records = {"reference": _reference_variant(models, cfg, image)}, {}
-    for name, (amp, cl, per_net, *vit_bf16) in variants.items():
-        fns[name], records[name] = _flexit_variant(models, cfg, image, autocast=amp, channels_last=cl,
-                                                   per_network=per_net, vit_bf16=bool(vit_bf16))
+    folded = {**models, "clip": folded_ensemble(models["clip"])}
+    for name, v in variants.items():
+        fns[name], records[name] = _flexit_variant(folded if v.batchnorm_folded else models, cfg, image,
+                                                   autocast=v.autocast, channels_last=v.channels_last,
+                                                   per_network=v.per_network, vit_bf16=v.vit_bf16)
     timings = interleaved(fns, rounds, warmup=warmup)
     group = f"flexit {cfg_label(cfg)} step ({label})"
     params = {"clip_models": list(cfg.clip_models), "image_size": cfg.image_size, "n_augment": cfg.n_augment}
     rows = []
     for name, t in timings.items():
-        amp = variants.get(name, ("off",))[0]
+        amp = variants[name].autocast if name in variants else "off"
         rows.append(harness.row_from_timing(t, suite="flexit", group=group, name=name, items=1, backend="torch",
                                             precision="bf16" if amp == "bf16" else "fp32", batch=1, params=params,
                                             baseline=None if name == "reference" else "reference"))
@@ -197,9 +224,11 @@ def run_flexit_steps(models, cfg, rounds: int, label: str, variants=FLEXIT_VARIA
     pairs = [(a, b) for a, b in (("editrt bf16", "editrt fp32"), ("editrt bf16 channels_last", "editrt fp32"),
                                  ("editrt bf16 channels_last, ViT in bf16", "editrt fp32"),
                                  ("editrt fp32 channels_last", "editrt fp32"),
-                                 ("editrt fp32", "editrt fp32, joint backward")) if a in records and b in records]
+                                 ("editrt fp32", "editrt fp32, joint backward"),
+                                 ("editrt fp32", "editrt fp32, BatchNorm not folded")) if a in records and b in records]
     findings = [_drift(records[a], records[b], f"{a} vs {b}", cfg, label) for a, b in pairs]
     findings = [f for f in findings if _informative(f)]
+    _set_layout(folded, False)
     _set_layout(models, False)
     return rows, findings
 

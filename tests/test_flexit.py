@@ -261,3 +261,22 @@ def test_cpu_autocast_keeps_vit_towers_in_fp32(tiny_models, monkeypatch, per_net
     state = ed.step(ed.prepare(_img(0), "a cat", "a dog"))
     assert seen and all(s == (torch.float32, False) for s in seen)
     assert decoded == [True] and torch.isfinite(state.z).all()
+
+
+def test_resnet_batchnorm_folded_only_in_nets_flexit_loads(tmp_path, tiny_models):
+    import json
+
+    path = tmp_path / "rn-small.json"
+    path.write_text(json.dumps({"embed_dim": 32, "vision_cfg": {"image_size": 64, "layers": [1, 1, 1, 1], "width": 16},
+                                "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2,
+                                             "layers": 1}}))
+    cfg = FlexITConfig.preset("tiny").replace(clip_models=(str(path),))
+    has_bn = lambda ed: any(isinstance(m, torch.nn.BatchNorm2d) for m in ed.clip.modules())  # noqa: E731
+    handed = {"vqgan": tiny_models["vqgan"], "lpips": tiny_models["lpips"]}
+    assert not has_bn(FlexIT(cfg, random_init=True, models=handed))
+    exact = cfg.replace(exact_reference=True, reference_noise=True, gpu_augment=False)
+    assert has_bn(FlexIT(exact, random_init=True, models=handed))  # bit for bit with the reference
+    from editrt.models.clip import load_ensemble
+
+    own = load_ensemble([str(path)], random_init=True)
+    assert has_bn(FlexIT(cfg, models={**handed, "clip": own}))  # the caller's net keeps its layout

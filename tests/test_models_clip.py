@@ -176,3 +176,60 @@ def test_ensemble_each_net_its_own_size():
     assert len(embs) == 2 and embs[0].shape == (2, 64)
     with pytest.raises(InputError):
         C.ClipEnsemble([])
+
+
+def _small_resnet_clip(tmp_path, seed=0):
+    """A seeded ModifiedResNet CLIP of a few channels, its BatchNorm statistics and affines random
+    (fresh ones fold to an identity-like scale)."""
+    import json
+
+    cfg = {"embed_dim": 32, "vision_cfg": {"image_size": 64, "layers": [1, 1, 1, 1], "width": 16},
+           "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
+    path = tmp_path / "rn-small.json"
+    path.write_text(json.dumps(cfg))
+    net = C.load_clip(str(path), random_init=True, seed=seed)
+    gen = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.normal_(0, 0.2, generator=gen)
+                m.running_var.uniform_(0.3, 3.0, generator=gen)
+                m.weight.uniform_(0.5, 1.5, generator=gen)
+                m.bias.normal_(0, 0.2, generator=gen)
+    return net, str(path)
+
+
+def test_fold_batchnorm_keeps_the_image_tower_and_its_input_gradient(tmp_path):
+    net, _ = _small_resnet_clip(tmp_path)
+    n_bn = sum(isinstance(m, torch.nn.BatchNorm2d) for m in net.model.visual.modules())
+    x0 = torch.randn(3, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+
+    def emb_and_grad(n):
+        x = x0.clone().requires_grad_(True)
+        e = n.encode_image(x)
+        (g,) = torch.autograd.grad((e * torch.linspace(-1, 1, e.shape[1])).sum(), x)
+        return e.detach(), g
+
+    e0, g0 = emb_and_grad(net)
+    text0 = net.encode_text(net.tokenize(["a photo"]))
+    assert net.fold_batchnorm() == n_bn == 3 + 4 * 3 + 4  # stem, one bottleneck per stage, 4 downsamples
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
+    assert not any(p.requires_grad for p in net.parameters())
+    e1, g1 = emb_and_grad(net)
+    assert e0.abs().max() > 0.1 and g0.abs().max() > 0
+    torch.testing.assert_close(e1, e0, rtol=1e-4, atol=1e-5)
+    assert (g1 - g0).norm() / g0.norm() < 1e-5
+    assert torch.equal(net.encode_text(net.tokenize(["a photo"])), text0)  # text tower untouched
+    assert net.fold_batchnorm() == 0  # nothing left to fold
+
+
+def test_fold_batchnorm_leaves_vits_and_refuses_training_mode(tmp_path):
+    vit = C.load_clip("tiny", random_init=True, seed=0)
+    before = {k: v.clone() for k, v in vit.state_dict().items()}
+    assert vit.fold_batchnorm() == 0
+    assert vit.state_dict().keys() == before.keys()
+    rn, _ = _small_resnet_clip(tmp_path)
+    rn.train()
+    with pytest.raises(InputError, match="eval-mode"):
+        rn.fold_batchnorm()
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in rn.modules())  # nothing changed

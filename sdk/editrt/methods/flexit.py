@@ -16,7 +16,9 @@ Deliberate deviations, each documented in FlexITConfig:
   runs ``max_iter + 1`` forward passes and keeps the decode *before* the last update, the same
   image, so no work is wasted here);
 - frozen network weights, the input's CLIP/LPIPS features computed once, and all views of a
-  net in one batch (``gpu_augment`` additionally fuses them into one affine warp).
+  net in one batch (``gpu_augment`` additionally fuses them into one affine warp);
+- the eval-mode BatchNorms of the CLIP ResNet towers folded into their convs
+  (``ClipNet.fold_batchnorm``; nets FlexIT loads itself, not ``exact_reference``).
 A batch of images is optimised jointly but independently: every loss and gradient norm is per
 image, so a batch gives the same result as separate calls (up to the random views drawn).
 
@@ -174,6 +176,9 @@ class FlexIT:
         self.lpips: PerceptualDistance = models.get("lpips") or load_lpips(self.config.lpips_net, **kw)
         for m in (self.clip, self.vqgan, self.lpips):
             m.eval().requires_grad_(False).to(self.device)
+        if models.get("clip") is None and not self.config.exact_reference:
+            for net in self.clip:  # loaded here, so never saved: ResNet BatchNorms folded into their convs
+                net.fold_batchnorm()
         self._setup_speed()
         for key, nets in (("clip", list(self.clip)), ("vqgan", [self.vqgan])):
             if models.get(key) is None:  # loaded here: artifacts keyed by its files / seed, not hashed
