@@ -19,7 +19,8 @@ offline); speed does not depend on the weight values.
 Sections:
   flexit  FlexIT paper preset (RN50x4 + ViT-B/32 + RN50 at 288 px, 8 views; and 1 view): the
           reference loop (benchmarks/flexit_loop.py rung 0) vs editrt fp32 with one joint
-          backward (before) and per-network backward (after), bf16 autocast, channels_last;
+          backward (before) and per-network backward (after), the ResNet towers' BatchNorms
+          unfolded (before) and folded (after), bf16 autocast, channels_last;
           peak RSS per variant; per network forward and backward at fp32 / bf16 / bf16 +
           channels_last; the drift of a bf16 edit against fp32 (same seed, same views).
   edits   text -> edited 1024 px image for global directions, FEU and DeltaEdit, batch 1 and 4,
@@ -325,7 +326,8 @@ def flexit_section(args, progress=_progress) -> tuple[list[dict], dict[str, Any]
     progress(f"flexit: loading {args.preset} networks (random weights)")
     models = flexit_loop.load_models(cfg, torch.device("cpu"))
     variants = {k: v for k, v in FLEXIT_VARIANTS.items() if k in args.variants} if args.variants else FLEXIT_VARIANTS
-    rows, drift = run_flexit_steps(models, cfg, args.rounds, f"{cfg.n_augment} views per net", variants,
+    label = f"{cfg.n_augment} views per net" + (f", {args.label}" if args.label else "")
+    rows, drift = run_flexit_steps(models, cfg, args.rounds, label, variants,
                                    drift_steps=args.drift_steps, warmup=args.warmup)
     if args.one_view and cfg.n_augment > 1:
         r1, d1 = run_flexit_steps(models, cfg.replace(n_augment=1), args.rounds, "1 view per net",
@@ -426,7 +428,10 @@ def merge(paths: list[Path], out: Path, note: str | None = None) -> Path:
     findings: dict[str, Any] = {}
     for d in docs:
         for k, v in (d.get("findings") or {}).items():
-            findings[k] = [f for f in v if _informative(f)] if k == "drift" else v
+            if k == "drift":  # every part's trajectories
+                findings[k] = findings.get(k, []) + [f for f in v if _informative(f)]
+            else:
+                findings[k] = v
     doc["findings"] = findings
     if note:
         doc["environment"]["note"] = note
@@ -452,6 +457,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--variants", nargs="+", default=None, choices=list(FLEXIT_VARIANTS),
                     help="editrt FlexIT variants to time (default: all)")
     ap.add_argument("--n-augment", type=int, default=None, help="views per CLIP net (default: the preset's)")
+    ap.add_argument("--label", default=None,
+                    help="flexit: appended to the step group's name (a second run with other variants)")
     ap.add_argument("--one-view", action="store_true", help="also time the 1-view-per-net configuration")
     ap.add_argument("--networks", type=int, default=0, help="rounds of the per-network forward/backward split")
     ap.add_argument("--engines-dir", type=Path, default=None, help="ONNX artifact store kept between runs")

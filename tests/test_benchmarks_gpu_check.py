@@ -102,11 +102,13 @@ def test_merge_keeps_rows_and_findings(tmp_path):
     a = _doc([_row("flexit", "g", "reference", 10.0)])
     a["findings"] = {"drift": [{"name": "bf16 vs fp32", "steps": 3}, {"name": "shared start only", "steps": 1}]}
     b = _doc([_row("edits", "h", "reference", 5.0)])
+    b["findings"] = {"drift": [{"name": "folded vs unfolded", "steps": 4}]}  # a second FlexIT part
     pa, pb = harness.write_json(a, tmp_path / "a.json"), harness.write_json(b, tmp_path / "b.json")
     out = harness.load_json(cpu_paper.merge([pa, pb], tmp_path / "m.json", note="one pinned thread"))
     assert [r["suite"] for r in out["results"]] == ["flexit", "edits"]
     assert out["environment"]["note"] == "one pinned thread"
-    assert [f["name"] for f in out["findings"]["drift"]] == ["bf16 vs fp32"]  # a 1-step drift says nothing
+    # both parts' trajectories; a 1-step drift says nothing
+    assert [f["name"] for f in out["findings"]["drift"]] == ["bf16 vs fp32", "folded vs unfolded"]
     assert not harness.validate_document(out)
 
 
