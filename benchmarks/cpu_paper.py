@@ -202,7 +202,8 @@ def run_flexit_steps(models, cfg, rounds: int, label: str, variants=FLEXIT_VARIA
 
     image = flexit_loop.input_image(cfg, torch.device("cpu"), 1)
     fns, records = {"reference": _reference_variant(models, cfg, image)}, {}
-    folded = {**models, "clip": folded_ensemble(models["clip"])}
+    folded = ({**models, "clip": folded_ensemble(models["clip"])}
+              if any(v.batchnorm_folded for v in variants.values()) else models)
     for name, v in variants.items():
         fns[name], records[name] = _flexit_variant(folded if v.batchnorm_folded else models, cfg, image,
                                                    autocast=v.autocast, channels_last=v.channels_last,
