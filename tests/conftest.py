@@ -31,6 +31,18 @@ def tiny_models():
             "lpips": load_lpips("vgg", random_init=True, seed=0)}
 
 
+@pytest.fixture
+def small_resnet_clip_config(tmp_path) -> str:
+    """Path of an open_clip model-config JSON for a ModifiedResNet CLIP of a few channels (64 px)."""
+    import json
+
+    path = tmp_path / "rn-small.json"
+    path.write_text(json.dumps({"embed_dim": 32, "vision_cfg": {"image_size": 64, "layers": [1, 1, 1, 1], "width": 16},
+                                "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2,
+                                             "layers": 1}}))
+    return str(path)
+
+
 def pytest_collection_modifyitems(config, items):
     skip_cuda = pytest.mark.skip(reason="needs a CUDA GPU")
     has_cuda = torch.cuda.is_available()

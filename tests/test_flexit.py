@@ -263,14 +263,8 @@ def test_cpu_autocast_keeps_vit_towers_in_fp32(tiny_models, monkeypatch, per_net
     assert decoded == [True] and torch.isfinite(state.z).all()
 
 
-def test_resnet_batchnorm_folded_only_in_nets_flexit_loads(tmp_path, tiny_models):
-    import json
-
-    path = tmp_path / "rn-small.json"
-    path.write_text(json.dumps({"embed_dim": 32, "vision_cfg": {"image_size": 64, "layers": [1, 1, 1, 1], "width": 16},
-                                "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2,
-                                             "layers": 1}}))
-    cfg = FlexITConfig.preset("tiny").replace(clip_models=(str(path),))
+def test_resnet_batchnorm_folded_only_in_nets_flexit_loads(small_resnet_clip_config, tiny_models):
+    cfg = FlexITConfig.preset("tiny").replace(clip_models=(small_resnet_clip_config,))
     has_bn = lambda ed: any(isinstance(m, torch.nn.BatchNorm2d) for m in ed.clip.modules())  # noqa: E731
     handed = {"vqgan": tiny_models["vqgan"], "lpips": tiny_models["lpips"]}
     assert not has_bn(FlexIT(cfg, random_init=True, models=handed))
@@ -278,5 +272,5 @@ def test_resnet_batchnorm_folded_only_in_nets_flexit_loads(tmp_path, tiny_models
     assert has_bn(FlexIT(exact, random_init=True, models=handed))  # bit for bit with the reference
     from editrt.models.clip import load_ensemble
 
-    own = load_ensemble([str(path)], random_init=True)
+    own = load_ensemble([small_resnet_clip_config], random_init=True)
     assert has_bn(FlexIT(cfg, models={**handed, "clip": own}))  # the caller's net keeps its layout

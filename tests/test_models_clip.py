@@ -178,16 +178,10 @@ def test_ensemble_each_net_its_own_size():
         C.ClipEnsemble([])
 
 
-def _small_resnet_clip(tmp_path, seed=0):
-    """A seeded ModifiedResNet CLIP of a few channels, its BatchNorm statistics and affines random
-    (fresh ones fold to an identity-like scale)."""
-    import json
-
-    cfg = {"embed_dim": 32, "vision_cfg": {"image_size": 64, "layers": [1, 1, 1, 1], "width": 16},
-           "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
-    path = tmp_path / "rn-small.json"
-    path.write_text(json.dumps(cfg))
-    net = C.load_clip(str(path), random_init=True, seed=seed)
+def _small_resnet_clip(config_path: str, seed=0):
+    """A seeded small ModifiedResNet CLIP, its BatchNorm statistics and affines random (fresh ones
+    fold to an identity-like scale)."""
+    net = C.load_clip(config_path, random_init=True, seed=seed)
     gen = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():
         for m in net.modules():
@@ -196,11 +190,11 @@ def _small_resnet_clip(tmp_path, seed=0):
                 m.running_var.uniform_(0.3, 3.0, generator=gen)
                 m.weight.uniform_(0.5, 1.5, generator=gen)
                 m.bias.normal_(0, 0.2, generator=gen)
-    return net, str(path)
+    return net
 
 
-def test_fold_batchnorm_keeps_the_image_tower_and_its_input_gradient(tmp_path):
-    net, _ = _small_resnet_clip(tmp_path)
+def test_fold_batchnorm_keeps_the_image_tower_and_its_input_gradient(small_resnet_clip_config):
+    net = _small_resnet_clip(small_resnet_clip_config)
     n_bn = sum(isinstance(m, torch.nn.BatchNorm2d) for m in net.model.visual.modules())
     x0 = torch.randn(3, 3, 64, 64, generator=torch.Generator().manual_seed(2))
 
@@ -223,12 +217,12 @@ def test_fold_batchnorm_keeps_the_image_tower_and_its_input_gradient(tmp_path):
     assert net.fold_batchnorm() == 0  # nothing left to fold
 
 
-def test_fold_batchnorm_leaves_vits_and_refuses_training_mode(tmp_path):
+def test_fold_batchnorm_leaves_vits_and_refuses_training_mode(small_resnet_clip_config):
     vit = C.load_clip("tiny", random_init=True, seed=0)
     before = {k: v.clone() for k, v in vit.state_dict().items()}
     assert vit.fold_batchnorm() == 0
     assert vit.state_dict().keys() == before.keys()
-    rn, _ = _small_resnet_clip(tmp_path)
+    rn = _small_resnet_clip(small_resnet_clip_config)
     rn.train()
     with pytest.raises(InputError, match="eval-mode"):
         rn.fold_batchnorm()
