@@ -6,6 +6,9 @@
     python benchmarks/cpu_paper.py batch  --out /tmp/batch.json      # per-image time at batch 1/2/4/8
     python benchmarks/cpu_paper.py synthesis --synthesis-generators toy ffhq-256 ffhq-512 ffhq-1024 \
         --out /tmp/synthesis.json                                    # torch vs onnxruntime by size
+    python benchmarks/cpu_paper.py flexit --rounds 0 --warmup 0 --drift-steps 160 \\
+        --variants "editrt fp32" --save-trajectories /tmp/fp32.pt --out /tmp/t1.json  # one per core,
+    python benchmarks/cpu_paper.py drift /tmp/fp32.pt /tmp/bf16.pt --out /tmp/drift.json  # then compare
     python benchmarks/cpu_paper.py merge /tmp/flexit.json /tmp/edits.json /tmp/batch.json \\
         --out benchmarks/results/cpu-paper.json
     python scripts/update_perf_table.py                               # README table from the JSON
@@ -35,6 +38,8 @@ Sections:
   synthesis  StyleGAN2 synthesis at batch 1, torch vs onnxruntime (arena on and off), per generator
           size, the first onnxruntime use (export + check into an empty store) and each variant's
           memory in a fresh process: what backend="auto" picks.
+  drift   the drift between FlexIT trajectories saved by separate flexit runs (a full 160-step
+          edit per variant, each process on its own core).
   compile FlexIT with torch.compile (inductor) on CPU: the first step (compile included) with a
           cold and then a warm compiled-artifact cache (TORCHINDUCTOR_CACHE_DIR), each in a fresh
           process, and the steady-state step against eager, interleaved.
@@ -116,13 +121,15 @@ def _flexit_variant(models, cfg, image, *, autocast: str, channels_last: bool, p
     if vit_bf16:
         ed._fp32_towers = set()
     state = {"s": None}
-    record: dict[str, Any] = {"images": [], "metrics": []}
+    record: dict[str, Any] = {"images": [], "metrics": [], "seconds": []}
 
     def step():
         _set_layout(models, channels_last)
         if state["s"] is None:
             state["s"] = ed.prepare(image, "a photo of a cat", "a photo of a dog", seed=seed)
+        t0 = time.perf_counter()
         state["s"] = ed.step(state["s"])
+        record["seconds"].append(time.perf_counter() - t0)
         record["images"].append(state["s"].image)
         record["metrics"].append({m: float(v[0]) for m, v in state["s"].metrics.items()})
         return state["s"]
@@ -192,12 +199,14 @@ def folded_ensemble(clip):
 
 
 def run_flexit_steps(models, cfg, rounds: int, label: str, variants=FLEXIT_VARIANTS,
-                     drift_steps: int = 0, warmup: int = 1) -> tuple[list[dict], list[dict]]:
+                     drift_steps: int = 0, warmup: int = 1,
+                     save_trajectories: Path | None = None) -> tuple[list[dict], list[dict]]:
     """Interleaved step timings (rows) and the drift between variants (findings).
 
     Every editrt variant starts from the same latent with the same seed, hence the same random
     views, so after the timed rounds their trajectories can be compared directly; the fp32 and
-    bf16 ones are then continued to ``drift_steps`` steps in total."""
+    bf16 ones are then continued to ``drift_steps`` steps in total (``rounds=0``: no timed rounds,
+    the trajectories only). ``save_trajectories``: also write them to this file."""
     import flexit_loop
 
     image = flexit_loop.input_image(cfg, torch.device("cpu"), 1)
@@ -208,7 +217,7 @@ def run_flexit_steps(models, cfg, rounds: int, label: str, variants=FLEXIT_VARIA
         fns[name], records[name] = _flexit_variant(folded if v.batchnorm_folded else models, cfg, image,
                                                    autocast=v.autocast, channels_last=v.channels_last,
                                                    per_network=v.per_network, vit_bf16=v.vit_bf16)
-    timings = interleaved(fns, rounds, warmup=warmup)
+    timings = interleaved(fns, rounds, warmup=warmup) if rounds else {}
     group = f"flexit {cfg_label(cfg)} step ({label})"
     params = {"clip_models": list(cfg.clip_models), "image_size": cfg.image_size, "n_augment": cfg.n_augment}
     rows = []
@@ -217,22 +226,69 @@ def run_flexit_steps(models, cfg, rounds: int, label: str, variants=FLEXIT_VARIA
         rows.append(harness.row_from_timing(t, suite="flexit", group=group, name=name, items=1, backend="torch",
                                             precision="bf16" if amp == "bf16" else "fp32", batch=1, params=params,
                                             baseline=None if name == "reference" else "reference"))
-    # the fp32 channels_last trajectory differs from fp32 by float summation order only: the
-    # round-off floor that the bf16 drift is read against
-    for name in ("editrt fp32", "editrt bf16", "editrt bf16 channels_last", "editrt fp32 channels_last"):
+    for name in DRIFT_CONTINUED:
         while name in records and len(records[name]["images"]) < drift_steps:
             _progress(f"drift: {name} step {len(records[name]['images']) + 1}/{drift_steps}")
             fns[name]()
-    pairs = [(a, b) for a, b in (("editrt bf16", "editrt fp32"), ("editrt bf16 channels_last", "editrt fp32"),
-                                 ("editrt bf16 channels_last, ViT in bf16", "editrt fp32"),
-                                 ("editrt fp32 channels_last", "editrt fp32"),
-                                 ("editrt fp32", "editrt fp32, joint backward"),
-                                 ("editrt fp32", "editrt fp32, BatchNorm not folded")) if a in records and b in records]
-    findings = [_drift(records[a], records[b], f"{a} vs {b}", cfg, label) for a, b in pairs]
-    findings = [f for f in findings if _informative(f)]
+    for rec in records.values():
+        rec["final"] = rec.pop("decode")() if rec["images"] else None
     _set_layout(folded, False)
     _set_layout(models, False)
-    return rows, findings
+    if save_trajectories:
+        save_trajectory_file(records, cfg, label, save_trajectories)
+    return rows, drift_findings(records, cfg, label)
+
+
+# the trajectories continued to --drift-steps; the fp32 channels_last one differs from fp32 by
+# float summation order only: the round-off floor that the bf16 drift is read against
+DRIFT_CONTINUED = ("editrt fp32", "editrt bf16", "editrt bf16 channels_last", "editrt fp32 channels_last")
+DRIFT_PAIRS = (("editrt bf16", "editrt fp32"), ("editrt bf16 channels_last", "editrt fp32"),
+               ("editrt bf16 channels_last", "editrt fp32 channels_last"),
+               ("editrt bf16 channels_last, ViT in bf16", "editrt fp32"),
+               ("editrt fp32 channels_last", "editrt fp32"),
+               ("editrt fp32", "editrt fp32, joint backward"),
+               ("editrt fp32", "editrt fp32, BatchNorm not folded"))
+
+
+def drift_findings(records: dict[str, dict], cfg, label: str) -> list[dict[str, Any]]:
+    """The drift of every pair of :data:`DRIFT_PAIRS` present in ``records``."""
+    findings = [_drift(records[a], records[b], f"{a} vs {b}", cfg, label)
+                for a, b in DRIFT_PAIRS if a in records and b in records]
+    return [f for f in findings if _informative(f)]
+
+
+def save_trajectory_file(records: dict[str, dict], cfg, label: str, path: Path) -> None:
+    """Each variant's per-step decodes, metrics and step seconds, and its final decode: the
+    ``drift`` section compares trajectories that ran in separate processes (one per core)."""
+    data = {"config": cfg.to_dict(), "label": label,
+            "records": {k: {"images": torch.stack(r["images"]) if r["images"] else None, "metrics": r["metrics"],
+                            "seconds": r["seconds"], "final": r["final"]} for k, r in records.items()}}
+    tmp = Path(f"{path}.partial")
+    torch.save(data, tmp)
+    tmp.replace(path)
+
+
+def drift_section(args) -> tuple[list[dict], dict[str, Any]]:
+    """Findings ({"drift": [...]}) between trajectories saved by ``flexit --save-trajectories``
+    (same preset, label and start); no timing rows."""
+    from editrt.config import FlexITConfig
+
+    records, configs = {}, set()
+    for p in args.inputs:
+        data = torch.load(p, weights_only=False)
+        configs.add((json.dumps(data["config"], sort_keys=True), data["label"]))
+        for name, r in data["records"].items():
+            if r["images"] is None:
+                continue
+            if name in records:
+                raise SystemExit(f"{p}: variant {name!r} is in more than one trajectory file")
+            records[name] = {**r, "images": list(r["images"])}
+    if len(configs) != 1:
+        raise SystemExit("drift: the trajectory files come from different configurations or labels")
+    cfg_json, label = configs.pop()
+    cfg = FlexITConfig.from_dict(json.loads(cfg_json))
+    return [], {"drift": drift_findings(records, cfg, label),
+                "trajectory_seconds": {k: sum(r["seconds"]) for k, r in records.items()}}
 
 
 def _informative(finding: dict[str, Any]) -> bool:
@@ -246,7 +302,7 @@ def _drift(run: dict, ref: dict, name: str, cfg, label: str) -> dict[str, Any]:
     end (mean/max abs in [0, 1] units, PSNR in dB), final losses of both."""
     n = min(len(run["images"]), len(ref["images"]))
     per_step = [float((a - b).abs().mean()) for a, b in zip(run["images"][:n], ref["images"][:n])]
-    final, final_ref = (run["decode"](), ref["decode"]()) if len(run["images"]) == len(ref["images"]) else \
+    final, final_ref = (run["final"], ref["final"]) if len(run["images"]) == len(ref["images"]) else \
         (run["images"][n - 1], ref["images"][n - 1])
     diff = (final.float() - final_ref.float()).abs()
     mse = max(float(diff.pow(2).mean()), 1e-20)
@@ -328,8 +384,8 @@ def flexit_section(args, progress=_progress) -> tuple[list[dict], dict[str, Any]
     models = flexit_loop.load_models(cfg, torch.device("cpu"))
     variants = {k: v for k, v in FLEXIT_VARIANTS.items() if k in args.variants} if args.variants else FLEXIT_VARIANTS
     label = f"{cfg.n_augment} views per net" + (f", {args.label}" if args.label else "")
-    rows, drift = run_flexit_steps(models, cfg, args.rounds, label, variants,
-                                   drift_steps=args.drift_steps, warmup=args.warmup)
+    rows, drift = run_flexit_steps(models, cfg, args.rounds, label, variants, drift_steps=args.drift_steps,
+                                   warmup=args.warmup, save_trajectories=args.save_trajectories)
     if args.one_view and cfg.n_augment > 1:
         r1, d1 = run_flexit_steps(models, cfg.replace(n_augment=1), args.rounds, "1 view per net",
                                   {k: FLEXIT_VARIANTS[k] for k in ("editrt fp32", "editrt bf16")})
@@ -414,17 +470,23 @@ def write_doc(rows: list[dict], findings: dict[str, Any], path: Path, section: s
     return harness.write_json(doc, path)
 
 
+def _parts(path: Path, doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """How a document's rows ran: its own settings, or the parts of an earlier merge."""
+    if "parts" in doc["settings"]:
+        return doc["settings"]["parts"]
+    return [{"file": path.name, "settings": doc["settings"], "load_average": doc["environment"].get("load_average")}]
+
+
 def merge(paths: list[Path], out: Path, note: str | None = None) -> Path:
-    """One document from section files; ``note`` replaces the environment note (how the parts ran)."""
+    """One document from section files (an earlier merge among them keeps its parts); ``note``
+    replaces the environment note (how the parts ran)."""
     docs = [harness.load_json(p) for p in paths]
     rows = [r for d in docs for r in d["results"]]
     suites = [s for d in docs for s in d["settings"].get("suites", [])]
     doc = harness.make_document(rows, environment=docs[-1]["environment"],
                                 settings={"preset": "paper", "device": docs[-1]["settings"].get("device", "cpu"),
                                           "suites": suites,
-                                          "parts": [{"file": p.name, "settings": d["settings"],
-                                                     "load_average": d["environment"].get("load_average")}
-                                                    for p, d in zip(paths, docs)]},
+                                          "parts": [part for p, d in zip(paths, docs) for part in _parts(p, d)]},
                                 warnings=[w for d in docs for w in d.get("warnings", [])])
     findings: dict[str, Any] = {}
     for d in docs:
@@ -443,8 +505,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     ap.add_argument("section", choices=("flexit", "edits", "text", "batch", "synthesis", "compile", "compile-child",
-                                       "merge"))
-    ap.add_argument("inputs", nargs="*", type=Path, help="merge: the section JSON files")
+                                       "drift", "merge"))
+    ap.add_argument("inputs", nargs="*", type=Path,
+                    help="merge: the section JSON files; drift: the files of flexit --save-trajectories")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--preset", choices=("paper", "tiny"), default="paper",
                     help="tiny: the same code on tiny networks (smoke runs, tests)")
@@ -455,6 +518,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="untimed rounds first (0 is fine when one call takes minutes: one-time costs are small)")
     ap.add_argument("--drift-steps", type=int, default=0,
                     help="continue the fp32 and bf16 FlexIT trajectories to this many steps for the drift")
+    ap.add_argument("--save-trajectories", type=Path, default=None,
+                    help="flexit: write every variant's per-step decodes and metrics here (for the drift section)")
     ap.add_argument("--variants", nargs="+", default=None, choices=list(FLEXIT_VARIANTS),
                     help="editrt FlexIT variants to time (default: all)")
     ap.add_argument("--n-augment", type=int, default=None, help="views per CLIP net (default: the preset's)")
@@ -483,6 +548,8 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["EDITRT_ENGINES"] = str(args.engines_dir)  # the ONNX store of onnxruntime editors
     if args.section == "flexit":
         rows, findings = flexit_section(args)
+    elif args.section == "drift":
+        rows, findings = drift_section(args)
     elif args.section in ("compile", "compile-child"):
         rows, findings = (compile_section if args.section == "compile" else compile_child)(args)
     else:

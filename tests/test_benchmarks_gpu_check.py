@@ -112,6 +112,45 @@ def test_merge_keeps_rows_and_findings(tmp_path):
     assert not harness.validate_document(out)
 
 
+def test_merge_of_a_merged_document_keeps_its_parts(tmp_path):
+    a, b = _doc([_row("flexit", "g", "reference", 10.0)]), _doc([_row("edits", "h", "reference", 5.0)])
+    pa, pb = harness.write_json(a, tmp_path / "a.json"), harness.write_json(b, tmp_path / "b.json")
+    first = cpu_paper.merge([pa, pb], tmp_path / "m.json")
+    c = harness.write_json(_doc([_row("flexit", "k", "reference", 7.0)]), tmp_path / "c.json")
+    out = harness.load_json(cpu_paper.merge([first, c], tmp_path / "m2.json"))
+    assert [p["file"] for p in out["settings"]["parts"]] == ["a.json", "b.json", "c.json"]
+    assert [r["group"] for r in out["results"]] == ["g", "h", "k"]
+
+
+def test_drift_of_saved_trajectories_matches_the_in_process_drift(tmp_path):
+    """Trajectories run in separate processes (one per core) and compared afterwards give the
+    finding that one process running both variants gives."""
+    import flexit_loop
+    from editrt.config import FlexITConfig
+
+    cfg = FlexITConfig.preset("tiny")
+    models = flexit_loop.load_models(cfg, torch.device("cpu"))
+    names = ("editrt fp32", "editrt fp32 channels_last")
+    variants = {k: cpu_paper.FLEXIT_VARIANTS[k] for k in names}
+    rows, together = cpu_paper.run_flexit_steps(models, cfg, 0, "2 views", variants, drift_steps=3)
+    assert rows == [] and [f["name"] for f in together] == ["editrt fp32 channels_last vs editrt fp32"]
+    files = []
+    for name in names:
+        files.append(tmp_path / f"{len(files)}.pt")
+        cpu_paper.run_flexit_steps(models, cfg, 0, "2 views", {name: variants[name]}, drift_steps=3,
+                                   save_trajectories=files[-1])
+    args = cpu_paper.parse_args(["drift", *map(str, files), "--out", str(tmp_path / "d.json")])
+    rows, findings = cpu_paper.drift_section(args)
+    assert rows == [] and findings["drift"] == together
+    assert together[0]["steps"] == 3 and together[0]["final_image_mean_abs"] > 0
+    assert set(findings["trajectory_seconds"]) == set(names)
+    files.append(tmp_path / "again.pt")  # the same variant twice cannot be told apart
+    cpu_paper.run_flexit_steps(models, cfg, 0, "2 views", {names[0]: variants[names[0]]}, drift_steps=2,
+                               save_trajectories=files[-1])
+    with pytest.raises(SystemExit, match="more than one trajectory file"):
+        cpu_paper.drift_section(cpu_paper.parse_args(["drift", *map(str, files), "--out", str(tmp_path / "e.json")]))
+
+
 def test_compile_section_reports_a_compile_that_does_not_finish(tmp_path):
     """The compile child runs in its own process under a time limit: past it, a skipped row and
     a finding say so (the real compile of even the tiny preset takes minutes on a small CPU)."""
