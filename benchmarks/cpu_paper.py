@@ -287,8 +287,74 @@ def drift_section(args) -> tuple[list[dict], dict[str, Any]]:
         raise SystemExit("drift: the trajectory files come from different configurations or labels")
     cfg_json, label = configs.pop()
     cfg = FlexITConfig.from_dict(json.loads(cfg_json))
-    return [], {"drift": drift_findings(records, cfg, label),
+    findings = {"drift": drift_findings(records, cfg, label),
                 "trajectory_seconds": {k: sum(r["seconds"]) for k, r in records.items()}}
+    if args.score_views:
+        findings["final_scores_fp32"] = score_final_images(records, cfg, args.score_views)
+        verdict = bf16_verdict(findings["drift"], findings["final_scores_fp32"])
+        if verdict:
+            findings["auto_bf16"] = verdict
+    return [], findings
+
+
+BF16, FP32, FP32_CL = "editrt bf16 channels_last", "editrt fp32", "editrt fp32 channels_last"
+
+
+def bf16_verdict(drift: list[dict], scores: dict[str, dict]) -> dict[str, Any] | None:
+    """Whether bf16 (channels_last, the ViT in fp32: what ``autocast="bf16"`` runs on CPU) meets
+    the bound of ``editrt.methods.flexit.CPU_BF16_DRIFT_FACTOR`` against fp32's own spread
+    (fp32 channels_last vs fp32); None without those trajectories."""
+    from editrt.methods.flexit import CPU_BF16_DRIFT_FACTOR, CPU_BF16_MIN_GAIN
+
+    by_name = {f["name"]: f for f in drift}
+    bf16, spread = by_name.get(f"{BF16} vs {FP32}"), by_name.get(f"{FP32_CL} vs {FP32}")
+    if bf16 is None or spread is None or not {BF16, FP32, FP32_CL} <= set(scores):
+        return None
+    image_ratio = bf16["final_image_mean_abs"] / spread["final_image_mean_abs"]
+    loss_excess = scores[BF16]["loss"] - scores[FP32]["loss"]
+    loss_spread = abs(scores[FP32_CL]["loss"] - scores[FP32]["loss"])
+    gain_ratio = bf16["sim_target_gain"] / bf16["sim_target_gain_reference"]
+    checks = {"image": image_ratio <= CPU_BF16_DRIFT_FACTOR,
+              "loss": loss_excess <= CPU_BF16_DRIFT_FACTOR * loss_spread,
+              "target_gain": gain_ratio >= CPU_BF16_MIN_GAIN}
+    return {"steps": bf16["steps"], "image_drift": bf16["final_image_mean_abs"],
+            "fp32_image_spread": spread["final_image_mean_abs"], "image_ratio": image_ratio,
+            "loss_excess_fp32_scored": loss_excess, "fp32_loss_spread": loss_spread,
+            "target_gain_ratio": gain_ratio, "factor": CPU_BF16_DRIFT_FACTOR, "min_gain": CPU_BF16_MIN_GAIN,
+            "checks": checks, "within_bound": all(checks.values())}
+
+
+def score_final_images(records: dict[str, dict], cfg, n_views: int, seed: int = 1234) -> dict[str, dict]:
+    """Every trajectory's final image scored the same way, in fp32 with ``n_views`` fixed views
+    per CLIP net: a bf16 run's own metrics are bf16 evaluations, so its final loss cannot be read
+    against fp32's. ``loss`` = the CLIP term + lpips_weight * LPIPS of the final image +
+    latent_weight * the last recorded l2,1 term (fp32 in every run; one update before the image)."""
+    import flexit_loop
+    import torch.nn.functional as F
+    from editrt.methods import augment
+    from editrt.methods.flexit import FlexIT
+
+    cpu = torch.device("cpu")
+    models = flexit_loop.load_models(cfg, cpu)  # seeded: the weights the trajectories ran with
+    models = {**models, "clip": folded_ensemble(models["clip"])}
+    ed = FlexIT(cfg.replace(autocast="off", channels_last="off", compile="off"), models=models)
+    tg = ed.prepare(flexit_loop.input_image(cfg, cpu, 1), "a photo of a cat", "a photo of a dog", seed=0).targets
+    gen = torch.Generator().manual_seed(seed)
+    thetas = [augment.sample_thetas(1, n_views, cfg.image_size, cfg.image_size, degrees=cfg.rotation_degrees,
+                                    scale=cfg.crop_scale, ratio=cfg.crop_ratio, hflip=cfg.hflip, generator=gen)
+              for _ in ed.clip]
+    scores = {}
+    with torch.no_grad():
+        for name, r in records.items():
+            image = r["final"].float()
+            terms = [float((F.normalize(net.encode_image(net.normalize(augment.warp(image, th, net.image_size))),
+                                        dim=-1).mean(0) * point[0]).sum())
+                     for net, th, point in zip(ed.clip, thetas, tg.points)]
+            clip, lp = -sum(terms) / len(terms), float(ed.lpips.distance(image, tg.lpips_target)[0])
+            latent = r["metrics"][-1]["latent"]
+            scores[name] = {"loss": clip + cfg.lpips_weight * lp + cfg.latent_weight * latent, "clip": clip,
+                            "lpips": lp, "latent": latent, "views_per_net": n_views}
+    return scores
 
 
 def _informative(finding: dict[str, Any]) -> bool:
@@ -520,6 +586,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="continue the fp32 and bf16 FlexIT trajectories to this many steps for the drift")
     ap.add_argument("--save-trajectories", type=Path, default=None,
                     help="flexit: write every variant's per-step decodes and metrics here (for the drift section)")
+    ap.add_argument("--score-views", type=int, default=0,
+                    help="drift: also score every final image in fp32 with this many fixed views per CLIP net")
     ap.add_argument("--variants", nargs="+", default=None, choices=list(FLEXIT_VARIANTS),
                     help="editrt FlexIT variants to time (default: all)")
     ap.add_argument("--n-augment", type=int, default=None, help="views per CLIP net (default: the preset's)")

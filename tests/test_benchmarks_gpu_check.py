@@ -139,9 +139,14 @@ def test_drift_of_saved_trajectories_matches_the_in_process_drift(tmp_path):
         files.append(tmp_path / f"{len(files)}.pt")
         cpu_paper.run_flexit_steps(models, cfg, 0, "2 views", {name: variants[name]}, drift_steps=3,
                                    save_trajectories=files[-1])
-    args = cpu_paper.parse_args(["drift", *map(str, files), "--out", str(tmp_path / "d.json")])
+    args = cpu_paper.parse_args(["drift", *map(str, files), "--out", str(tmp_path / "d.json"), "--score-views", "2"])
     rows, findings = cpu_paper.drift_section(args)
     assert rows == [] and findings["drift"] == together
+    scores = findings["final_scores_fp32"]
+    assert set(scores) == set(names) and "auto_bf16" not in findings  # no bf16 trajectory to judge
+    for s in scores.values():
+        assert s["loss"] == pytest.approx(s["clip"] + cfg.lpips_weight * s["lpips"] + cfg.latent_weight * s["latent"])
+        assert -1 <= s["clip"] <= 1 and s["lpips"] > 0
     assert together[0]["steps"] == 3 and together[0]["final_image_mean_abs"] > 0
     assert set(findings["trajectory_seconds"]) == set(names)
     files.append(tmp_path / "again.pt")  # the same variant twice cannot be told apart
@@ -149,6 +154,27 @@ def test_drift_of_saved_trajectories_matches_the_in_process_drift(tmp_path):
                                save_trajectories=files[-1])
     with pytest.raises(SystemExit, match="more than one trajectory file"):
         cpu_paper.drift_section(cpu_paper.parse_args(["drift", *map(str, files), "--out", str(tmp_path / "e.json")]))
+
+
+def test_bf16_verdict_reads_bf16_against_fp32s_own_spread():
+    def pair(a, b, mean_abs, gain=0.01, gain_ref=0.01):
+        return {"name": f"{a} vs {b}", "steps": 160, "final_image_mean_abs": mean_abs,
+                "sim_target_gain": gain, "sim_target_gain_reference": gain_ref}
+
+    def scores(bf16_loss):
+        return {cpu_paper.FP32: {"loss": -0.1844}, cpu_paper.FP32_CL: {"loss": -0.1846},
+                cpu_paper.BF16: {"loss": bf16_loss}}
+    spread = pair(cpu_paper.FP32_CL, cpu_paper.FP32, 0.035)
+    ok = cpu_paper.bf16_verdict([pair(cpu_paper.BF16, cpu_paper.FP32, 0.039), spread], scores(-0.1843))
+    assert ok["within_bound"] and abs(ok["image_ratio"] - 0.039 / 0.035) < 1e-12
+    far = cpu_paper.bf16_verdict([pair(cpu_paper.BF16, cpu_paper.FP32, 0.06), spread], scores(-0.1843))
+    assert far["checks"] == {"image": False, "loss": True, "target_gain": True} and not far["within_bound"]
+    worse = cpu_paper.bf16_verdict([pair(cpu_paper.BF16, cpu_paper.FP32, 0.039), spread], scores(-0.1838))
+    assert worse["checks"]["loss"] is False  # 6e-4 above fp32, 1.5 x the 2e-4 spread allows 3e-4
+    weak = cpu_paper.bf16_verdict([pair(cpu_paper.BF16, cpu_paper.FP32, 0.039, gain=0.009), spread],
+                                  scores(-0.1843))
+    assert weak["checks"]["target_gain"] is False
+    assert cpu_paper.bf16_verdict([spread], scores(-0.1843)) is None  # no bf16 trajectory
 
 
 def test_compile_section_reports_a_compile_that_does_not_finish(tmp_path):

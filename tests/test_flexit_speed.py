@@ -73,14 +73,20 @@ def test_batch_size_is_validated(cfg, models):
 def test_device_defaults():
     assert fx.default_batch_size("cpu") == 1  # paper size, 288 px
     assert fx.default_batch_size("cpu", 64) is None and fx.default_batch_size("cuda") is None
-    assert fx.resolve_autocast("auto", "cuda") == "bf16"
-    assert fx.resolve_autocast("off", "cuda") == "off"
-    assert fx.resolve_autocast("fp16", "cpu") == "fp16"
+    assert fx.resolve_autocast("auto", "cuda", 64) == "bf16"
+    assert fx.resolve_autocast("off", "cuda", 288) == "off"
+    assert fx.resolve_autocast("fp16", "cpu", 64) == "fp16"
     expected = fx.CPU_AUTO_AUTOCAST if fx.cpu_has_native_bf16() else "off"
-    assert fx.resolve_autocast("auto", "cpu") == expected
+    assert fx.resolve_autocast("auto", "cpu", 288) == expected
+    assert fx.resolve_autocast("auto", "cpu", 64) == "off"  # no gain measured at small sizes
 
 
-def test_auto_autocast_falls_back_without_native_bf16(monkeypatch):
+def test_auto_autocast_on_cpu_follows_native_bf16_and_size(monkeypatch, cfg, models):
     monkeypatch.setattr(fx, "cpu_has_native_bf16", lambda: False)
-    monkeypatch.setattr(fx, "CPU_AUTO_AUTOCAST", "bf16")
-    assert fx.resolve_autocast("auto", "cpu") == "off"
+    assert fx.resolve_autocast("auto", "cpu", 288) == "off"
+    monkeypatch.setattr(fx, "cpu_has_native_bf16", lambda: True)
+    assert fx.resolve_autocast("auto", "cpu", fx.CPU_AUTO_BF16_FROM_PX) == "bf16"
+    assert fx.resolve_autocast("auto", "cpu", fx.CPU_AUTO_BF16_FROM_PX - 16) == "off"
+    assert fx.resolve_autocast("bf16", "cpu", 64) == "bf16"  # an explicit choice is kept
+    # the editor follows it: a 64 px edit stays fp32
+    assert FlexIT(cfg, models=models)._amp_dtype is None

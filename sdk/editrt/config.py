@@ -200,7 +200,9 @@ class FlexITConfig(ConfigBase):
     snapshot_steps: tuple[int, ...] = (16, 32, 64, 160)
     # Speed switches (each measurable in benchmarks/flexit_loop.py). None = automatic:
     use_kernels: bool = True  # editrt._C fused l2,1 / LPIPS kernels when built
-    autocast: str = "auto"  # "auto" (bf16 on CUDA, off on CPU) | "off" | "bf16" | "fp16"
+    # "auto": bf16 on CUDA, and on a CPU with native bf16 from 256 px (methods/flexit.py
+    # CPU_AUTO_AUTOCAST says what it was measured against); otherwise off | "off" | "bf16" | "fp16"
+    autocast: str = "auto"
     channels_last: str = "auto"  # "auto" (on for CUDA, and for bf16 autocast on a CPU with native bf16) | "on" | "off"
     gpu_augment: bool = True  # all views of a net as one batched affine warp (fixed shapes)
     compile: str = "off"  # "off" | "compile" (torch.compile) | "cuda_graph"
