@@ -545,7 +545,7 @@ def cpu_has_native_bf16() -> bool:
 # ``autocast="auto"`` on a CPU with native bf16, for images of CPU_AUTO_BF16_FROM_PX and up. At
 # the paper configuration (benchmarks/cpu_paper.py flexit, 8 views, one thread) bf16 with
 # channels_last and the ViT kept in fp32 ran a step 3.5x faster than the reference loop (fp32:
-# 1.6x); at 64 px it gained nothing (276 vs 271 ms a step), hence the size threshold. Over a full
+# 1.6x); at 64 px it gained nothing (276 vs 273 ms a step), hence the size threshold. Over a full
 # 160-step paper edit from the same latent, seed and views (cpu_paper.py drift), the bf16 output
 # differed from fp32's by 0.039 mean abs, 1.12x the 0.035 by which fp32 differs from itself when
 # only the summation order changes (channels_last): the optimisation amplifies any round-off to
