@@ -251,9 +251,11 @@ DRIFT_PAIRS = (("editrt bf16", "editrt fp32"), ("editrt bf16 channels_last", "ed
 
 
 def drift_findings(records: dict[str, dict], cfg, label: str) -> list[dict[str, Any]]:
-    """The drift of every pair of :data:`DRIFT_PAIRS` present in ``records``."""
+    """The drift of every pair of :data:`DRIFT_PAIRS` with steps in ``records`` (with
+    ``rounds=0`` a variant outside :data:`DRIFT_CONTINUED` ran none)."""
+    ran = {k for k, r in records.items() if r["images"]}
     findings = [_drift(records[a], records[b], f"{a} vs {b}", cfg, label)
-                for a, b in DRIFT_PAIRS if a in records and b in records]
+                for a, b in DRIFT_PAIRS if a in ran and b in ran]
     return [f for f in findings if _informative(f)]
 
 
