@@ -165,9 +165,21 @@ def record(models: dict, n_augment: int, steps: int = STEPS, seed: int = SEED) -
 
 
 def environment() -> dict:
-    """What bit-for-bit equality with the stored file depends on."""
+    """What bit-for-bit equality with the stored file depends on. The CPU model is part of it:
+    two CPUs that both report AVX512 can round the same loop differently (seen: the machine that
+    recorded the stored file and an AMD EPYC, whose z differed by 5e-4 after 4 steps)."""
     return {"torch": str(torch.__version__), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "machine": platform.machine(), "threads": THREADS}
+            "machine": platform.machine(), "cpu_model": cpu_model(), "threads": THREADS}
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
 
 
 def compute() -> dict:

@@ -88,5 +88,8 @@ def test_auto_autocast_on_cpu_follows_native_bf16_and_size(monkeypatch, cfg, mod
     assert fx.resolve_autocast("auto", "cpu", fx.CPU_AUTO_BF16_FROM_PX) == "bf16"
     assert fx.resolve_autocast("auto", "cpu", fx.CPU_AUTO_BF16_FROM_PX - 16) == "off"
     assert fx.resolve_autocast("bf16", "cpu", 64) == "bf16"  # an explicit choice is kept
-    # the editor follows it: a 64 px edit stays fp32
+    # the editor follows it: a 64 px edit stays fp32, and so does an exact comparison at any size
     assert FlexIT(cfg, models=models)._amp_dtype is None
+    exact = cfg.replace(image_size=fx.CPU_AUTO_BF16_FROM_PX, exact_reference=True, reference_noise=True,
+                        gpu_augment=False)
+    assert FlexIT(exact, models=models)._amp_dtype is None

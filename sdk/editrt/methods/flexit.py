@@ -207,7 +207,9 @@ class FlexIT:
     # -- speed switches --------------------------------------------------------------------------
     def _setup_speed(self) -> None:
         cfg, cuda = self.config, self.device.type == "cuda"
-        amp = resolve_autocast(cfg.autocast, self.device, cfg.image_size)
+        # exact_reference compares with the reference's fp32 loop: ``auto`` is fp32 there
+        amp = "off" if cfg.exact_reference and cfg.autocast == "auto" else \
+            resolve_autocast(cfg.autocast, self.device, cfg.image_size)
         self._amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
         # CLIP towers kept in fp32 under autocast: on CPU the ViTs (see cpu_keeps_fp32)
         self._fp32_towers = {id(net) for net in self.clip if self._amp_dtype is not None
