@@ -356,7 +356,8 @@ def row_key(row: dict[str, Any]) -> str:
 
 # -- environment ----------------------------------------------------------------------------------
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU model name (/proc/cpuinfo), else what platform knows."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -428,7 +429,7 @@ def collect_environment(note: str = "") -> dict[str, Any]:
         "hostname": platform.node(),
         "platform": platform.platform(),
         "python": platform.python_version(),
-        "cpu_model": _cpu_model(),
+        "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "note": note,
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,

@@ -20,12 +20,16 @@ this loop run live elsewhere. Regenerate only when this loop changes:
 from __future__ import annotations
 
 import platform
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 import torchvision.transforms as T
 from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import harness  # noqa: E402  (the CPU model name the benchmark documents record)
 
 GOLDEN = Path(__file__).resolve().parents[1] / "tests" / "golden" / "flexit_reference_tiny.pt"
 THREADS = 1
@@ -169,17 +173,7 @@ def environment() -> dict:
     two CPUs that both report AVX512 can round the same loop differently (seen: the machine that
     recorded the stored file and an AMD EPYC, whose z differed by 5e-4 after 4 steps)."""
     return {"torch": str(torch.__version__), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "machine": platform.machine(), "cpu_model": cpu_model(), "threads": THREADS}
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
+            "machine": platform.machine(), "cpu_model": harness.cpu_model(), "threads": THREADS}
 
 
 def compute() -> dict:
