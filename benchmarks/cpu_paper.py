@@ -114,6 +114,7 @@ def _flexit_variant(models, cfg, image, *, autocast: str, channels_last: bool, p
     """(step, record): ``step()`` runs one FlexIT step with these switches (state carried over);
     ``record`` collects each step's decoded image and metrics, and ``decode()`` the output.
     ``vit_bf16``: the ViT towers follow autocast too (FlexIT keeps them fp32 on CPU)."""
+    import flexit_loop
     from editrt.methods.flexit import FlexIT
 
     ed = FlexIT(cfg.replace(autocast=autocast, channels_last="off", compile="off"), models=models)
@@ -126,7 +127,7 @@ def _flexit_variant(models, cfg, image, *, autocast: str, channels_last: bool, p
     def step():
         _set_layout(models, channels_last)
         if state["s"] is None:
-            state["s"] = ed.prepare(image, "a photo of a cat", "a photo of a dog", seed=seed)
+            state["s"] = ed.prepare(image, flexit_loop.SOURCE, flexit_loop.TARGET, seed=seed)
         t0 = time.perf_counter()
         state["s"] = ed.step(state["s"])
         record["seconds"].append(time.perf_counter() - t0)
@@ -153,7 +154,7 @@ def _reference_variant(models, cfg, image):
         _set_layout(models, False)
         with ops.use_kernels(False), flexit_loop.unfrozen(models["clip"], models["vqgan"], models["lpips"]):
             if not prepared["done"]:
-                loop.prepare(image, "a photo of a cat", "a photo of a dog")
+                loop.prepare(image, flexit_loop.SOURCE, flexit_loop.TARGET)
                 prepared["done"] = True
             return loop.step()
     return step
@@ -333,25 +334,20 @@ def score_final_images(records: dict[str, dict], cfg, n_views: int, seed: int = 
     latent_weight * the last recorded l2,1 term (fp32 in every run; one update before the image)."""
     import flexit_loop
     import torch.nn.functional as F
-    from editrt.methods import augment
     from editrt.methods.flexit import FlexIT
 
     cpu = torch.device("cpu")
     models = flexit_loop.load_models(cfg, cpu)  # seeded: the weights the trajectories ran with
     models = {**models, "clip": folded_ensemble(models["clip"])}
-    ed = FlexIT(cfg.replace(autocast="off", channels_last="off", compile="off"), models=models)
-    tg = ed.prepare(flexit_loop.input_image(cfg, cpu, 1), "a photo of a cat", "a photo of a dog", seed=0).targets
-    gen = torch.Generator().manual_seed(seed)
-    thetas = [augment.sample_thetas(1, n_views, cfg.image_size, cfg.image_size, degrees=cfg.rotation_degrees,
-                                    scale=cfg.crop_scale, ratio=cfg.crop_ratio, hflip=cfg.hflip, generator=gen)
-              for _ in ed.clip]
+    ed = FlexIT(cfg.replace(autocast="off", channels_last="off", compile="off", n_augment=n_views), models=models)
+    tg = ed.prepare(flexit_loop.input_image(cfg, cpu, 1), flexit_loop.SOURCE, flexit_loop.TARGET, seed=0).targets
+    view_inputs = ed._view_inputs(1, torch.Generator().manual_seed(seed))  # the same views for every image
     scores = {}
     with torch.no_grad():
         for name, r in records.items():
             image = r["final"].float()
-            terms = [float((F.normalize(net.encode_image(net.normalize(augment.warp(image, th, net.image_size))),
-                                        dim=-1).mean(0) * point[0]).sum())
-                     for net, th, point in zip(ed.clip, thetas, tg.points)]
+            terms = [float((F.normalize(ed._view_embeddings(net, image, vin), dim=-1).mean(0) * point[0]).sum())
+                     for net, vin, point in zip(ed.clip, view_inputs, tg.points)]
             clip, lp = -sum(terms) / len(terms), float(ed.lpips.distance(image, tg.lpips_target)[0])
             latent = r["metrics"][-1]["latent"]
             scores[name] = {"loss": clip + cfg.lpips_weight * lp + cfg.latent_weight * latent, "clip": clip,
@@ -477,7 +473,7 @@ def compile_child(args) -> tuple[list[dict], dict[str, Any]]:
     image = flexit_loop.input_image(cfg, torch.device("cpu"), 1)
     eager, _ = _flexit_variant(models, cfg, image, autocast="off", channels_last=False, per_network=True)
     ed = FlexIT(cfg.replace(autocast="off", channels_last="off", compile="compile"), models=models)
-    state = {"s": ed.prepare(image, "a photo of a cat", "a photo of a dog", seed=0)}
+    state = {"s": ed.prepare(image, flexit_loop.SOURCE, flexit_loop.TARGET, seed=0)}
     t0 = time.perf_counter()
     state["s"] = ed.step(state["s"])
     first = time.perf_counter() - t0

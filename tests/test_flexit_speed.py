@@ -73,21 +73,27 @@ def test_batch_size_is_validated(cfg, models):
 def test_device_defaults():
     assert fx.default_batch_size("cpu") == 1  # paper size, 288 px
     assert fx.default_batch_size("cpu", 64) is None and fx.default_batch_size("cuda") is None
-    assert fx.resolve_autocast("auto", "cuda", 64) == "bf16"
-    assert fx.resolve_autocast("off", "cuda", 288) == "off"
-    assert fx.resolve_autocast("fp16", "cpu", 64) == "fp16"
+    def amp(mode, device, size, **kw):
+        return fx.resolve_autocast(FlexITConfig(autocast=mode, image_size=size, **kw), device)
+    assert amp("auto", "cuda", 64) == "bf16"
+    assert amp("off", "cuda", 288) == "off"
+    assert amp("fp16", "cpu", 64) == "fp16"
     expected = fx.CPU_AUTO_AUTOCAST if fx.cpu_has_native_bf16() else "off"
-    assert fx.resolve_autocast("auto", "cpu", 288) == expected
-    assert fx.resolve_autocast("auto", "cpu", 64) == "off"  # no gain measured at small sizes
+    assert amp("auto", "cpu", 288) == expected
+    assert amp("auto", "cpu", 64) == "off"  # no gain measured at small sizes
 
 
 def test_auto_autocast_on_cpu_follows_native_bf16_and_size(monkeypatch, cfg, models):
+    def amp(mode, size, **kw):
+        return fx.resolve_autocast(FlexITConfig(autocast=mode, image_size=size, **kw), "cpu")
     monkeypatch.setattr(fx, "cpu_has_native_bf16", lambda: False)
-    assert fx.resolve_autocast("auto", "cpu", 288) == "off"
+    assert amp("auto", 288) == "off"
     monkeypatch.setattr(fx, "cpu_has_native_bf16", lambda: True)
-    assert fx.resolve_autocast("auto", "cpu", fx.CPU_AUTO_BF16_FROM_PX) == "bf16"
-    assert fx.resolve_autocast("auto", "cpu", fx.CPU_AUTO_BF16_FROM_PX - 16) == "off"
-    assert fx.resolve_autocast("bf16", "cpu", 64) == "bf16"  # an explicit choice is kept
+    assert amp("auto", fx.CPU_AUTO_BF16_FROM_PX) == "bf16"
+    assert amp("auto", fx.CPU_AUTO_BF16_FROM_PX - 16) == "off"
+    assert amp("bf16", 64) == "bf16"  # an explicit choice is kept
+    # exact comparisons are with the reference's fp32 loop, at any size
+    assert amp("auto", 288, exact_reference=True, reference_noise=True, gpu_augment=False) == "off"
     # the editor follows it: a 64 px edit stays fp32, and so does an exact comparison at any size
     assert FlexIT(cfg, models=models)._amp_dtype is None
     exact = cfg.replace(image_size=fx.CPU_AUTO_BF16_FROM_PX, exact_reference=True, reference_noise=True,

@@ -207,9 +207,7 @@ class FlexIT:
     # -- speed switches --------------------------------------------------------------------------
     def _setup_speed(self) -> None:
         cfg, cuda = self.config, self.device.type == "cuda"
-        # exact_reference compares with the reference's fp32 loop: ``auto`` is fp32 there
-        amp = "off" if cfg.exact_reference and cfg.autocast == "auto" else \
-            resolve_autocast(cfg.autocast, self.device, cfg.image_size)
+        amp = resolve_autocast(cfg, self.device)
         self._amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
         # CLIP towers kept in fp32 under autocast: on CPU the ViTs (see cpu_keeps_fp32)
         self._fp32_towers = {id(net) for net in self.clip if self._amp_dtype is not None
@@ -573,17 +571,20 @@ def cpu_keeps_fp32(net) -> bool:
     return net.config.vision.patch_size is not None
 
 
-def resolve_autocast(mode: str, device: torch.device | str, image_size: int) -> str:
-    """``FlexITConfig.autocast`` -> "off" | "bf16" | "fp16" on ``device`` for ``image_size`` px.
+def resolve_autocast(cfg: FlexITConfig, device: torch.device | str) -> str:
+    """``cfg.autocast`` -> "off" | "bf16" | "fp16" for an edit with ``cfg`` on ``device``.
 
-    ``auto``: bf16 on CUDA; on CPU :data:`CPU_AUTO_AUTOCAST` from :data:`CPU_AUTO_BF16_FROM_PX`
-    when :func:`cpu_has_native_bf16`, else off (emulated bf16 is slower than fp32).
+    ``auto``: off under ``exact_reference`` (the comparison is with the reference's fp32 loop);
+    else bf16 on CUDA; on CPU :data:`CPU_AUTO_AUTOCAST` from :data:`CPU_AUTO_BF16_FROM_PX` when
+    :func:`cpu_has_native_bf16`, else off (emulated bf16 is slower than fp32).
     """
-    if mode != "auto":
-        return mode
+    if cfg.autocast != "auto":
+        return cfg.autocast
+    if cfg.exact_reference:
+        return "off"
     if torch.device(device).type == "cuda":
         return "bf16"
-    return CPU_AUTO_AUTOCAST if image_size >= CPU_AUTO_BF16_FROM_PX and cpu_has_native_bf16() else "off"
+    return CPU_AUTO_AUTOCAST if cfg.image_size >= CPU_AUTO_BF16_FROM_PX and cpu_has_native_bf16() else "off"
 
 
 def _concat_results(parts: list[EditResult]) -> EditResult:
